@@ -1,0 +1,32 @@
+# deblur: two commands do everything on a fresh machine: `make train` and `make test`.
+# Both create .venv and install the suite (editable, with dev tools) the first time.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# extra arguments for deblur-train / pytest, e.g. make train ARGS="model=msfs ablation=msfs/no_fsm"
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install train test lint clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $(STAMP)
+
+train: install
+	$(BIN)/deblur-train $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf logs multirun outputs .pytest_cache .ruff_cache

@@ -1,0 +1,175 @@
+"""Dataclass schemas registered in Hydra's ConfigStore.
+
+Each YAML option of a typed group lists its schema first in its defaults (``- msfs_schema``), so a wrong
+type fails at composition with the key's full name, e.g. ``model.width=abc`` ->
+"Value 'abc' of type 'str' could not be converted to Integer ... full_key: model.width".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+# ---------------------------------------------------------------- models
+@dataclass
+class MSFSNetConfig:
+    """``deblur.models.MSFSNet`` arguments (defaults: the published 21.6 M-parameter model)."""
+
+    name: str = "msfs"
+    in_channels: int = 3
+    width: int = 64
+    encoder_blocks: int = 8
+    latent_blocks: int = 10
+    decoder_blocks: int = 30
+    reduction: int = 16
+    use_fsm: bool = True
+    use_csffm: bool = True
+    csffm_init: list[float] = field(default_factory=lambda: [-1.0, -0.6])
+
+
+@dataclass
+class FDDNConfig:
+    """``deblur.models.FDDN`` arguments (defaults: the paper's 8.08 MB model)."""
+
+    name: str = "fddn"
+    in_channels: int = 3
+    width: int = 12
+    num_fdb: int = 16
+    ratio: float = 0.5
+    variant: str = "full"
+    decoder_rcabs: int = 1
+    cca_reduction: int = 16
+    rcab_reduction: int = 16
+
+
+# ---------------------------------------------------------------- losses
+@dataclass
+class MSFSLossConfig:
+    """Eq. 7 of MSFS-Net; see ``deblur.losses.msfs`` for the positive/detach options."""
+
+    name: str = "msfs"
+    lambda_high: float = 0.005
+    lambda_low: float = 0.005
+    positive: str = "output"
+    detach_positive: bool = True
+    detach_negative: bool = True
+    eps: float = 1e-7
+
+
+@dataclass
+class FDDNLossConfig:
+    """Eq. 14 of FDDN: MSE + lambda * VGG16 relu3_3 perceptual loss."""
+
+    name: str = "fddn"
+    lambda_perceptual: float = 0.1
+    pretrained: bool = True
+    weights_path: str | None = None
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    """Loader settings shared by every dataset."""
+
+    name: str = "synthetic"
+    crop_size: int | None = 128
+    val_crop_size: int | None = None
+    batch_size: int = 4
+    val_batch_size: int = 1
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """The built-in dataset (``deblur.data.synthetic``): trajectory blur on scikit-image photos."""
+
+    seed: int = 0
+    val_seed: int = 1234
+    pairs_per_photo: int = 4
+    val_pairs_per_photo: int = 2
+    max_side: int | None = 320
+    repeats: int = 8
+    noise_std: float | None = None
+
+
+# ---------------------------------------------------------------- optimisation
+@dataclass
+class SchedulerConfig:
+    """Learning-rate schedule. name: constant | step | cosine | linear_decrement.
+
+    step: x gamma every ``step_size`` epochs (MSFS-Net: x0.5 every 500). cosine: to ``min_lr`` over
+    ``total_steps`` optimizer steps (default: the trainer's max_steps). linear_decrement: subtract
+    ``decrement`` per optimizer step after ``start_epoch`` (FDDN's reading), floored at ``min_lr``.
+    """
+
+    name: str = "step"
+    step_size: int = 500
+    gamma: float = 0.5
+    total_steps: int | None = None
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    decrement: float = 1e-7
+    start_epoch: int = 500
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer (Adam or AdamW) and its schedule."""
+
+    name: str = "adam"
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.9])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+
+# ---------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    """The ``lightning.Trainer`` arguments the suite exposes (strategy comes from the ``strategy`` group)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    max_epochs: int | None = None
+    max_steps: int = -1
+    max_time: str | None = None
+    min_steps: int | None = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int | None = 1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    num_sanity_val_steps: int = 0
+    log_every_n_steps: int = 10
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = 1
+    deterministic: Any = False
+    benchmark: bool | None = None
+    fast_dev_run: Any = False
+    overfit_batches: Any = 0.0
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (call before composing; idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="msfs_schema", node=MSFSNetConfig)
+    cs.store(group="model", name="fddn_schema", node=FDDNConfig)
+    cs.store(group="loss", name="msfs_schema", node=MSFSLossConfig)
+    cs.store(group="loss", name="fddn_schema", node=FDDNLossConfig)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
+    cs.store(group="optim", name="optim_schema", node=OptimConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    # schemas of the on-disk datasets (GoPro, HIDE, RealBlur, pairs, folder)
+    from deblur.config.datasets import register_dataset_configs
+
+    register_dataset_configs(cs)

@@ -1,0 +1,1 @@
+"""Datasets, augmentation and the LightningDataModule (nothing here knows a model)."""

@@ -1,0 +1,80 @@
+"""The LightningDataModule: builds the configured dataset (``cfg.data``) and training augmentation
+(``cfg.augment``) and serves loaders. Datasets follow :mod:`deblur.data.base`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from deblur.data.base import PairTransform
+from deblur.data.datasets import DATASET_BUILDERS
+
+
+def _synthetic(cfg: dict[str, Any], split: str, transform: PairTransform | None) -> Dataset:
+    from deblur.data.synthetic import BlurSpec, build_synthetic_dataset
+
+    spec = BlurSpec() if cfg.get("noise_std") is None else BlurSpec(noise_std=cfg["noise_std"])
+    train = split == "train"
+    return build_synthetic_dataset(
+        split,
+        pairs_per_photo=cfg["pairs_per_photo"] if train else cfg["val_pairs_per_photo"],
+        crop_size=cfg["crop_size"] if train else cfg.get("val_crop_size"),
+        seed=cfg["seed"] if train else cfg["val_seed"],
+        spec=spec,
+        max_side=cfg.get("max_side"),
+        transform=transform,
+        repeats=cfg["repeats"] if train else 1,
+    )
+
+
+#: data.name -> builder(data_cfg, split, train_transform) -> Dataset
+DATASETS: dict[str, Callable[[dict[str, Any], str, PairTransform | None], Dataset]] = {
+    "synthetic": _synthetic,
+    **DATASET_BUILDERS,  # gopro, hide, realblur_j, realblur_r, pairs, folder
+}
+
+
+
+class DeblurDataModule(L.LightningDataModule):
+    """Train/val loaders for any dataset in :data:`DATASETS`; training pairs pass the augment pipeline."""
+
+    def __init__(self, data: dict[str, Any], augment: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        name = data.get("name")
+        if name not in DATASETS:
+            raise ValueError(f"data.name={name!r} is not a known dataset; options: {sorted(DATASETS)}")
+        self.cfg = data
+        self.augment_cfg = augment or {"name": "none"}
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        build = DATASETS[self.cfg["name"]]
+        if stage in (None, "fit") and self.train_set is None:
+            from deblur.data.augment import make_pipeline
+
+            self.train_set = build(self.cfg, "train", make_pipeline(self.augment_cfg))
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self.val_set = build(self.cfg, "val", None)
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+        workers = self.cfg.get("num_workers", 0)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=workers,
+            pin_memory=self.cfg.get("pin_memory", False),
+            persistent_workers=bool(self.cfg.get("persistent_workers", False)) and workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.cfg["batch_size"], train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.cfg.get("val_batch_size", 1), train=False)

@@ -1,0 +1,1 @@
+"""Lightning wrappers: the one LightningModule (:mod:`restoration`) and callbacks (:mod:`callbacks`)."""

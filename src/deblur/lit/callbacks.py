@@ -1,0 +1,112 @@
+"""Callbacks: validation image triplets, and the end-of-training figures (before/after, PSNR curve)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from deblur.utils.io import atomic_write  # noqa: E402
+
+
+def triplet_grid(blurry: torch.Tensor, pred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) x3 -> one (3, H', W') grid: a row per sample, columns blurry | deblurred | sharp."""
+    rows = torch.stack([blurry, pred, sharp], dim=1).flatten(0, 1)
+    return make_grid(rows.clamp(0, 1), nrow=3, padding=2, pad_value=1.0)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item()
+    return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(1.0 / mse)).item()
+
+
+def _save_figure(fig: plt.Figure, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    plt.close(fig)
+
+
+class ValidationImages(L.Callback):
+    """After each validation (rank 0): save blurry | deblurred | sharp triplets as
+    ``<output_dir>/images/step_XXXXXXX.png`` and send them to TensorBoard or W&B when one is the logger."""
+
+    def __init__(self, output_dir: str, every_n_validations: int = 1) -> None:
+        self.output_dir = Path(output_dir) / "images"
+        self.every = max(1, every_n_validations)
+        self._count = 0
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        samples = getattr(pl_module, "last_val_samples", None)
+        if trainer.sanity_checking or samples is None or not trainer.is_global_zero:
+            return
+        self._count += 1
+        if (self._count - 1) % self.every:
+            return
+        grid = triplet_grid(*samples)
+        step = trainer.global_step
+        array = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        atomic_write(
+            self.output_dir / f"step_{step:07d}.png", lambda tmp: plt.imsave(tmp, array, format="png")
+        )
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_image"):  # TensorBoard
+                experiment.add_image("val/triplets", grid, global_step=step)
+            elif hasattr(logger, "log_image"):  # W&B
+                logger.log_image(
+                    key="val/triplets", images=[array], step=step, caption=["blurry | deblurred | sharp"]
+                )
+
+
+class TrainingFigures(L.Callback):
+    """Records ``val/psnr`` (and the input baseline) after each validation; at the end of fit (rank 0)
+    writes ``<output_dir>/val_psnr.png`` (the curve) and ``<output_dir>/before_after.png``."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.history: list[tuple[int, float, float]] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or "val/psnr" not in metrics:
+            return
+        self.history.append(
+            (
+                trainer.global_step,
+                float(metrics["val/psnr"]),
+                float(metrics.get("val/psnr_input", float("nan"))),
+            )
+        )
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        if self.history:
+            steps, psnr, baseline = zip(*self.history, strict=True)
+            fig, ax = plt.subplots(figsize=(5, 3.2))
+            ax.plot(steps, psnr, marker="o", label="deblurred")
+            ax.plot(steps, baseline, linestyle="--", color="gray", label="blurry input")
+            ax.set_xlabel("optimizer step")
+            ax.set_ylabel("validation PSNR (dB)")
+            ax.grid(alpha=0.3)
+            ax.legend()
+            _save_figure(fig, self.output_dir / "val_psnr.png")
+        samples = getattr(pl_module, "last_val_samples", None)
+        if samples is not None:
+            blurry, pred, sharp = (t[0].permute(1, 2, 0).clamp(0, 1).numpy() for t in samples)
+            fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+            titles = [
+                f"blurry ({_psnr(samples[0][0], samples[2][0]):.2f} dB)",
+                f"deblurred ({_psnr(samples[1][0], samples[2][0]):.2f} dB)",
+                "sharp",
+            ]
+            for ax, image, title in zip(axes, (blurry, pred, sharp), titles, strict=True):
+                ax.imshow(image)
+                ax.set_title(title)
+                ax.axis("off")
+            _save_figure(fig, self.output_dir / "before_after.png")

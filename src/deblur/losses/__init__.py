@@ -1,0 +1,1 @@
+"""Training losses. Each returns ``(total, {part_name: value})`` so the LightningModule can log the parts."""

@@ -1,0 +1,6 @@
+"""Plain ``nn.Module`` networks and their building blocks (no Lightning below this package)."""
+
+from deblur.models.fddn import FDDN
+from deblur.models.msfs_net import MSFSNet
+
+__all__ = ["FDDN", "MSFSNet"]

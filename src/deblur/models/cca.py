@@ -1,0 +1,46 @@
+"""Contrast-aware channel attention (CCA, Hui et al., IMDN, ACM MM 2019), used in FDDN's FDB (Eq. 11).
+
+Unlike squeeze-and-excitation (:class:`deblur.models.rcab.ChannelAttention`), which squeezes each channel
+to its spatial mean, CCA squeezes each channel to its *contrast*: spatial standard deviation plus spatial
+mean.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def channel_contrast(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel contrast of (N, C, H, W): population std over (H, W) plus mean over (H, W) -> (N, C, 1, 1).
+
+    The std is the population (biased, divide by H*W) one, as in IMDN, so a 1x1 map has std 0, not NaN.
+    """
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    variance = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
+    return variance.sqrt() + mean
+
+
+class ContrastAwareChannelAttention(nn.Module):
+    """contrast (std + mean per channel) -> 1x1 (C -> C/r) -> ReLU -> 1x1 (C/r -> C) -> sigmoid, times x.
+
+    Shapes: (N, C, H, W) -> (N, C, H, W), each channel scaled by a weight in (0, 1).
+    The hidden width is ``max(1, channels // reduction)``.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        if channels < 1 or reduction < 1:
+            raise ValueError(
+                f"ContrastAwareChannelAttention: channels={channels} and reduction={reduction} must be >= 1"
+            )
+        hidden = max(1, channels // reduction)
+        self.excite = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.excite(channel_contrast(x))

@@ -1,0 +1,197 @@
+"""deblur-predict, deblur-eval and deblur-train on on-disk data, end to end (nothing is trained: the
+network is a tiny random MSFS-Net saved the way Lightning saves checkpoints)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from deblur.cli import eval as eval_cli
+from deblur.cli import predict as predict_cli
+from deblur.cli.train import train
+from deblur.config import register_configs
+from deblur.inference import CheckpointError
+from deblur.lit.restoration import RestorationModule
+from deblur.paths import CONF_DIR, REPO_ROOT
+from tests.unit.test_datasets import make_gopro, make_hide
+
+TINY_MODEL = {
+    "name": "msfs",
+    "width": 8,
+    "encoder_blocks": 1,
+    "latent_blocks": 1,
+    "decoder_blocks": 1,
+    "reduction": 4,
+}
+TINY_OVERRIDES = [f"model.{k}={v}" for k, v in TINY_MODEL.items() if k != "name"]
+CLOCK = Path(skimage.data.__path__[0]) / "clock_motion.png"  # a real motion-blurred photo, grayscale
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
+    return {
+        str(p): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _compose(config_name: str, *overrides: str):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """A checkpoint laid out like Lightning's: state_dict (net.* keys) + plain hyper_parameters."""
+    torch.manual_seed(0)
+    module = RestorationModule(
+        model=dict(TINY_MODEL), loss={"name": "msfs"}, optim={"name": "adam", "lr": 1e-4}
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 0}, path
+    )
+    return path
+
+
+class _Payload:
+    """Unpickling this object would create a marker file (the attack a weights-only load must stop)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_predict_command_on_a_real_grayscale_photo(ckpt, tmp_path):
+    """The console command as a user runs it: same size, same mode (L), inputs untouched."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / CLOCK.name).write_bytes(CLOCK.read_bytes())
+    before = _snapshot(inputs)
+    out = tmp_path / "deblurred"
+    proc = subprocess.run(
+        [sys.executable, "-m", "deblur.cli.predict", f"ckpt_path={ckpt}", f"input={inputs}", f"output={out}",
+         "tile=128", "tile_overlap=16", "device=cpu", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "deblurred 1 image(s)" in proc.stdout
+    with Image.open(CLOCK) as src, Image.open(out / "clock_motion.png") as res:
+        assert res.size == src.size and res.mode == src.mode == "L"
+        corr = np.corrcoef(np.asarray(res, dtype=float).ravel(), np.asarray(src, dtype=float).ravel())[0, 1]
+    assert corr > 0.5  # a random residual network keeps the picture recognisable
+    assert _snapshot(inputs) == before
+
+
+def _predict(ckpt: Path, inputs: Path | str, out: Path, *extra: str) -> dict:
+    cfg = _compose(
+        "predict", f"ckpt_path={ckpt}", f"input='{inputs}'", f"output={out}", "device=cpu",
+        f"paths.output_dir={out.parent / 'hydra'}", *extra,
+    )  # fmt: skip
+    return predict_cli.run(cfg)
+
+
+def test_predict_keeps_modes_bit_depth_and_existing_outputs(ckpt, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rgb = np.ascontiguousarray(skimage.data.astronaut()[100:141, 150:203])  # odd size 41x53
+    cv2.imwrite(str(inputs / "rgba.png"), np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 77, np.uint8)]))
+    cv2.imwrite(str(inputs / "deep.png"), rgb[:, :, ::-1].astype(np.uint16) * 257)
+    cv2.imwrite(str(inputs / "photo.jpg"), rgb[:, :, ::-1])
+    out = tmp_path / "out"
+    result = _predict(ckpt, inputs, out)
+    assert sorted(Path(p).name for p in result["written"]) == ["deep.png", "photo.png", "rgba.png"]
+    rgba = cv2.imread(str(out / "rgba.png"), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (41, 53, 4) and (rgba[:, :, 3] == 77).all()
+    deep = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16 and deep.shape == (41, 53, 3)
+    assert cv2.imread(str(out / "photo.png"), cv2.IMREAD_UNCHANGED).shape == (41, 53, 3)
+
+    stamp = (out / "photo.png").stat().st_mtime_ns
+    again = _predict(ckpt, inputs / "*.jpg", out)  # a glob; the result exists -> kept
+    assert again["written"] == [] and len(again["skipped"]) == 1
+    assert (out / "photo.png").stat().st_mtime_ns == stamp
+    assert len(_predict(ckpt, inputs / "photo.jpg", out, "overwrite=true")["written"]) == 1
+
+    before = _snapshot(inputs)
+    with pytest.raises(ValueError, match="allow_inplace"):
+        _predict(ckpt, inputs, inputs)
+    assert _snapshot(inputs) == before
+
+
+def test_predict_refuses_a_pickle_payload_and_needs_model_for_plain_weights(ckpt, tmp_path):
+    marker = tmp_path / "marker_created_by_unpickling"
+    evil = tmp_path / "evil.ckpt"
+    sane = torch.load(ckpt, map_location="cpu", weights_only=True)
+    torch.save({**sane, "callbacks": _Payload(marker)}, evil)
+    image = tmp_path / "clock.png"
+    image.write_bytes(CLOCK.read_bytes())
+    with pytest.raises(CheckpointError, match="refused") as err:
+        _predict(evil, image, tmp_path / "out")
+    assert str(evil) in str(err.value)
+    assert not marker.exists()
+    assert not (tmp_path / "out").exists()
+
+    plain = tmp_path / "weights.pth"
+    torch.save({k[4:]: v for k, v in sane["state_dict"].items() if k.startswith("net.")}, plain)
+    with pytest.raises(CheckpointError, match="model=msfs_small"):
+        _predict(plain, image, tmp_path / "out")
+    result = _predict(plain, image, tmp_path / "out", "model=msfs_small", *TINY_OVERRIDES)
+    assert result["model"]["width"] == 8 and len(result["written"]) == 1
+
+
+def test_eval_writes_per_dataset_scores_and_the_results_table(ckpt, tmp_path):
+    gopro = make_gopro(tmp_path / "GOPRO_Large", h=32, w=40)
+    hide = make_hide(tmp_path / "HIDE_dataset")
+    before = _snapshot(tmp_path)
+    out = tmp_path / "eval"
+    cfg = _compose(
+        "eval", f"ckpt_path={ckpt}", "datasets=[gopro,hide]", f"roots.gopro={gopro}", f"roots.hide={hide}",
+        "save_images=true", "device=cpu", f"paths.output_dir={out}",
+    )  # fmt: skip
+    results = eval_cli.run(cfg)
+    assert _snapshot(tmp_path / "GOPRO_Large") == {k: v for k, v in before.items() if "GOPRO_Large" in k}
+    assert list(results["datasets"]) == ["gopro", "hide"]
+    summary = json.loads((out / "gopro" / "summary.json").read_text())
+    assert summary["count"] == 2 and summary["protocol"] == "gopro" and 0 < summary["psnr"] < 60
+    assert 0 < summary["ssim"] <= 1 and "ssim_per_channel" in summary
+    assert (out / "gopro" / "scores.csv").read_text().splitlines()[0] == "name,psnr,ssim,ssim_per_channel"
+    assert (out / "gopro" / "images" / "GOPR0384_11_00" / "000001.png").is_file()
+    assert json.loads((out / "hide" / "summary.json").read_text())["count"] == 3
+    table = (out / "results.md").read_text()
+    assert "| Dataset | Images | Protocol | PSNR (dB) | SSIM |" in table
+    assert "| GoPro | 2 | gopro |" in table and "| HIDE | 3 | gopro |" in table
+    written = json.loads((out / "results.json").read_text())
+    assert written["model"]["width"] == 8 and written["datasets"]["hide"]["count"] == 3
+
+    missing_root = _compose("eval", f"ckpt_path={ckpt}", "datasets=[realblur_j]", f"paths.output_dir={out}")
+    with pytest.raises(ValueError, match="roots.realblur_j"):
+        eval_cli.run(missing_root)
+
+
+def test_train_on_a_gopro_tree_runs_a_fast_dev_run(compose_train, tmp_path):
+    root = make_gopro(tmp_path / "GOPRO_Large")
+    augment = "augment=flip_rot"
+    cfg = compose_train(
+        "data=gopro", f"data.root={root}", "data.crop_size=16", "data.batch_size=2", "data.num_workers=0",
+        "debug=fdr", augment, *TINY_OVERRIDES,
+    )  # fmt: skip
+    assert cfg.data.name == "gopro" and cfg.data.blur_kind == "blur"
+    payload = train(cfg)
+    assert payload["global_step"] == 1
+    assert os.path.isdir(root / "train")  # the dataset is only read
