@@ -34,6 +34,7 @@ TINY_MODEL = {
     "latent_blocks": 1,
     "decoder_blocks": 1,
     "reduction": 4,
+    "norm": "batch",  # spelled out: model=msfs_small (used for plain state dicts) defaults to none
 }
 TINY_OVERRIDES = [f"model.{k}={v}" for k, v in TINY_MODEL.items() if k != "name"]
 CLOCK = Path(skimage.data.__path__[0]) / "clock_motion.png"  # a real motion-blurred photo, grayscale

@@ -56,6 +56,38 @@ def test_limit_run_writes_metrics_json_checkpoints_and_figures(compose_train, tm
     assert (tmp_path / "csv" / "metrics.csv").exists()
 
 
+def test_psnr_curve_records_each_validation_with_its_own_value(compose_train, tmp_path):
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from deblur.data.datamodule import DeblurDataModule
+    from deblur.lit.callbacks import TrainingFigures
+    from deblur.lit.restoration import RestorationModule
+
+    cfg = OmegaConf.to_container(compose_train(*TINY_TRAIN), resolve=True)
+    figures = TrainingFigures(str(tmp_path))
+    logged = []
+
+    class Spy(L.Callback):
+        def on_validation_end(self, trainer, pl_module):
+            logged.append((trainer.global_step, float(trainer.callback_metrics["val/psnr"])))
+
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[figures, Spy()],
+    )
+    trainer.fit(RestorationModule(cfg["model"], cfg["loss"], cfg["optim"]), DeblurDataModule(cfg["data"]))
+    assert [(step, psnr) for step, psnr, _ in figures.history] == logged
+    assert [step for step, _ in logged] == [2, 4, 6]
+    assert (tmp_path / "val_psnr.png").exists()
+
+
 def test_resume_from_last_checkpoint_continues_the_step_count(compose_train, tmp_path):
     train(compose_train("debug=limit", *TINY_TRAIN))
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -63,6 +95,16 @@ def test_resume_from_last_checkpoint_continues_the_step_count(compose_train, tmp
     assert ckpt["global_step"] == 6
     resumed = train(compose_train("debug=limit", "trainer.max_epochs=3", f"ckpt_path={last}", *TINY_TRAIN))
     assert resumed["global_step"] == 9 and resumed["epoch"] == 3
+
+
+def test_last_checkpoint_follows_the_latest_step_even_without_improvement(compose_train, tmp_path):
+    # the input's PSNR never changes, so the monitored "best" checkpoint stays at the first validation
+    overrides = ["debug=limit", "trainer.max_epochs=3", "callbacks.model_checkpoint.monitor=val/psnr_input"]
+    train(compose_train(*overrides, *TINY_TRAIN))
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 9
+    best = list((tmp_path / "checkpoints").glob("best-*.ckpt"))
+    assert [p.name for p in best] == ["best-step0000003.ckpt"]
 
 
 def test_nan_loss_stops_naming_the_step(compose_train):

@@ -114,3 +114,14 @@ def test_bad_ratio_names_the_value(ratio: float, variant: str) -> None:
 def test_bad_widths_name_the_value(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FDDN(**{"num_fdb": 1, **kwargs})
+
+
+def test_table5_sizes_lists_every_row_next_to_the_paper():
+    from deblur.models.fddn import table5_sizes
+
+    rows = {variant: (ours, paper) for variant, _, ours, paper in table5_sizes()}
+    assert set(rows) == {"full", "no_distillation", "no_fsb", "no_fdb"}
+    ours, paper = rows["full"]
+    assert paper == 8.08 and abs(ours - paper) / paper < 0.10
+    # the paper's ordering: without distillation is the largest, the plain residual blocks the smallest
+    assert rows["no_distillation"][0] > rows["full"][0] > rows["no_fsb"][0] > rows["no_fdb"][0]

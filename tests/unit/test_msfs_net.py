@@ -70,3 +70,12 @@ def test_impossible_sizes_fail_naming_the_value(kwargs, value):
 def test_wrong_input_channels_fail():
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         MSFSNet(**TINY)(torch.rand(1, 1, 16, 16))
+
+
+def test_norm_none_removes_batchnorm_and_bad_norm_fails():
+    net = MSFSNet(**TINY, norm="none")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in MSFSNet(**TINY).modules())
+    assert net(torch.rand(1, 3, 19, 23)).shape == (1, 3, 19, 23)
+    with pytest.raises(ValueError, match="group"):
+        MSFSNet(**TINY, norm="group")

@@ -28,6 +28,7 @@ class MSFSNetConfig:
     use_fsm: bool = True
     use_csffm: bool = True
     csffm_init: list[float] = field(default_factory=lambda: [-1.0, -0.6])
+    norm: str = "batch"
 
 
 @dataclass

@@ -71,7 +71,11 @@ class TrainingFigures(L.Callback):
         self.output_dir = Path(output_dir)
         self.history: list[tuple[int, float, float]] = []
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_validation_end, not on_validation_epoch_end: callbacks' epoch-end hooks run before the
+        # LightningModule logs the epoch's metrics, so callback_metrics would still hold the previous ones
+        if trainer.state.fn != "fit":
+            return
         metrics = trainer.callback_metrics
         if trainer.sanity_checking or "val/psnr" not in metrics:
             return

@@ -73,7 +73,7 @@ class RestorationModule(L.LightningModule):
             self.log(f"train/{key}", value, batch_size=batch_size)
         return total
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         blurry, sharp = batch["blurry"], batch["sharp"]
         pred = self.net(blurry).clamp(0.0, 1.0)
         # unpaired data (data=folder) has no ground truth: show images, score nothing
@@ -85,6 +85,7 @@ class RestorationModule(L.LightningModule):
         if batch_idx == 0:
             n = self.num_log_images
             self.last_val_samples = (blurry[:n].cpu(), pred[:n].cpu(), sharp[:n].cpu())
+        return {"pred": pred}  # for callbacks (e.g. FrequencyGap) that score the predictions
 
     def on_validation_epoch_end(self) -> None:
         for key, metric in (

@@ -136,3 +136,22 @@ class FDDN(nn.Module):
         features = crop_to(self.up_full(features), skip_full.shape[-2:]) + skip_full
         features = self.decode_full(features)
         return crop_to(self.tail(features) + padded, size)
+
+
+#: FDDN paper, Table 5: fp32 model size (MB) of each latent-block variant
+TABLE5_SIZE_MB = {"no_distillation": 9.05, "no_fsb": 7.96, "no_fdb": 7.89, "full": 8.08}
+
+
+def table5_sizes(**kwargs: object) -> list[tuple[str, int, float, float]]:
+    """(variant, parameters, our fp32 MB, paper MB) for each Table 5 row, at the given FDDN arguments."""
+    rows = []
+    for variant, paper_mb in TABLE5_SIZE_MB.items():
+        model = FDDN(variant=variant, **kwargs)
+        rows.append((variant, sum(p.numel() for p in model.parameters()), fddn_size_mb(model), paper_mb))
+    return rows
+
+
+if __name__ == "__main__":  # python -m deblur.models.fddn: the sizes next to the paper's Table 5
+    print(f"{'variant':<18}{'parameters':>12}{'ours (MB)':>11}{'paper (MB)':>12}")
+    for variant, params, ours, paper in table5_sizes():
+        print(f"{variant:<18}{params:>12,}{ours:>11.2f}{paper:>12.2f}")

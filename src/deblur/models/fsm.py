@@ -31,16 +31,37 @@ class FrequencyFeatures(NamedTuple):
     low: torch.Tensor | None
 
 
+NORMS = ("batch", "none")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"FSM norm must be one of {NORMS}, got {kind!r}")
+
+
 class _OctaveConvBNReLU(nn.Module):
-    """OctaveConv followed by BatchNorm + ReLU on each output branch."""
+    """OctaveConv followed by normalisation (BatchNorm, or none) + ReLU on each output branch.
+
+    Without normalisation the convolutions get biases instead.
+    """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, alpha_in: float, alpha_out: float
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        alpha_in: float,
+        alpha_out: float,
+        norm: str = "batch",
     ):
         super().__init__()
-        self.conv = OctaveConv(in_channels, out_channels, kernel_size, alpha_in, alpha_out, bias=False)
-        self.norm_high = nn.BatchNorm2d(self.conv.out_high)
-        self.norm_low = nn.BatchNorm2d(self.conv.out_low) if self.conv.out_low else None
+        bias = norm == "none"
+        self.conv = OctaveConv(in_channels, out_channels, kernel_size, alpha_in, alpha_out, bias=bias)
+        self.norm_high = _norm(norm, self.conv.out_high)
+        self.norm_low = _norm(norm, self.conv.out_low) if self.conv.out_low else None
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: OctaveFeature | torch.Tensor) -> OctaveFeature:
@@ -54,17 +75,20 @@ class _OctaveConvBNReLU(nn.Module):
 class FrequencySeparationModule(nn.Module):
     """FSM: (N, C_in, H, W) -> FrequencyFeatures(output (N, C_out, H, W), Y^H, Y^L).
 
-    ``C_in`` must be even (the 0.5 split). See the module docstring for the structure.
+    ``C_in`` must be even (the 0.5 split). See the module docstring for the structure. ``norm="batch"``
+    (the public code) or ``"none"``: at the small batches of CPU runs (batch 4) the network learns to rely
+    on per-batch statistics that BatchNorm's running averages do not reproduce at evaluation, so the
+    ``msfs_small`` preset trains without it.
     """
 
-    def __init__(self, in_channels: int, out_channels: int | None = None) -> None:
+    def __init__(self, in_channels: int, out_channels: int | None = None, norm: str = "batch") -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         if in_channels < 2 or in_channels % 2:
             raise ValueError(f"FrequencySeparationModule needs an even in_channels >= 2, got {in_channels}")
-        self.split = _OctaveConvBNReLU(in_channels, in_channels, 1, alpha_in=0.0, alpha_out=0.5)
-        self.exchange = _OctaveConvBNReLU(in_channels, in_channels, 3, alpha_in=0.5, alpha_out=0.5)
-        self.fuse = _OctaveConvBNReLU(in_channels, out_channels, 1, alpha_in=0.5, alpha_out=0.0)
+        self.split = _OctaveConvBNReLU(in_channels, in_channels, 1, 0.0, 0.5, norm=norm)
+        self.exchange = _OctaveConvBNReLU(in_channels, in_channels, 3, 0.5, 0.5, norm=norm)
+        self.fuse = _OctaveConvBNReLU(in_channels, out_channels, 1, 0.5, 0.0, norm=norm)
         self.shortcut = (
             nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
         )
@@ -81,8 +105,8 @@ class PlainConvModule(nn.Module):
     (N, C_in, H, W) -> FrequencyFeatures(output (N, C_out, H, W), None, None).
     """
 
-    def __init__(self, in_channels: int, out_channels: int | None = None) -> None:
-        super().__init__()
+    def __init__(self, in_channels: int, out_channels: int | None = None, norm: str = "batch") -> None:
+        super().__init__()  # norm is accepted for a uniform signature; the plain conv has none
         out_channels = in_channels if out_channels is None else out_channels
         self.body = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
 

@@ -80,11 +80,11 @@ class MSFSEncoder(nn.Module):
     (N, 3, H, W) with H, W multiples of 8 -> :class:`EncoderOutput`.
     """
 
-    def __init__(self, in_channels: int, width: int, blocks: int, use_fsm: bool) -> None:
+    def __init__(self, in_channels: int, width: int, blocks: int, use_fsm: bool, norm: str = "batch") -> None:
         super().__init__()
         freq = FrequencySeparationModule if use_fsm else PlainConvModule
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True))
-        self.fsm = nn.ModuleList([freq(width) for _ in range(3)])
+        self.fsm = nn.ModuleList([freq(width, norm=norm) for _ in range(3)])
         self.blocks = nn.ModuleList(
             [nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)]) for _ in range(2)]
         )
@@ -129,6 +129,7 @@ class MSFSNet(nn.Module):
         use_fsm: False replaces every FSM with a 3x3 conv + ReLU (Table 4, "w/o FSM").
         use_csffm: False replaces each CSFFM by a plain skip concatenation (Table 4, "w/o CSFFM").
         csffm_init: initial theta (1/4 scale) and gamma (1/2 scale) of the CSFFMs.
+        norm: normalisation inside the FSMs: "batch" (the public code) or "none" (small-batch runs).
     """
 
     multiple = 8
@@ -144,6 +145,7 @@ class MSFSNet(nn.Module):
         use_fsm: bool = True,
         use_csffm: bool = True,
         csffm_init: tuple[float, float] = (-1.0, -0.6),
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         _check_positive(
@@ -153,6 +155,8 @@ class MSFSNet(nn.Module):
             raise ValueError(f"MSFSNet: width must be an even integer >= 2, got {width!r}")
         if not isinstance(reduction, int) or reduction < 1:
             raise ValueError(f"MSFSNet: reduction must be a positive integer, got {reduction!r}")
+        if norm not in ("batch", "none"):
+            raise ValueError(f"MSFSNet: norm must be 'batch' or 'none', got {norm!r}")
         if len(csffm_init) != 2:
             raise ValueError(f"MSFSNet: csffm_init needs two values (theta, gamma), got {csffm_init!r}")
         self.use_fsm = use_fsm
@@ -160,10 +164,12 @@ class MSFSNet(nn.Module):
         wide = 2 * width
         freq = FrequencySeparationModule if use_fsm else PlainConvModule
 
-        self.encoder = MSFSEncoder(in_channels, width, encoder_blocks, use_fsm)
+        self.encoder = MSFSEncoder(in_channels, width, encoder_blocks, use_fsm, norm)
         self.latent = nn.Sequential(*[RCAB(width, reduction) for _ in range(latent_blocks)])
         # index k = scale 1/2^k
-        self.decoder_fsm = nn.ModuleList([freq(wide, width), freq(wide, width), freq(width, width)])
+        self.decoder_fsm = nn.ModuleList(
+            [freq(wide, width, norm=norm), freq(wide, width, norm=norm), freq(width, width, norm=norm)]
+        )
         if use_csffm:
             self.fusion = nn.ModuleList(
                 [CrossScaleFeatureFusion(csffm_init[1]), CrossScaleFeatureFusion(csffm_init[0])]

@@ -1,0 +1,159 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Frequency analysis: MSFS-Net Fig. 1, 2 and 7
+#
+# MSFS-Net (Section 3.1) motivates separating frequencies with an observation: split an image into a
+# low-frequency part (Gaussian low-pass) and a high-frequency part (the residual) at scales 1, 1/2 and
+# 1/4, take the Shannon entropy of every part of every image, and compare the *distributions* of those
+# entropies over a dataset. Between sharp and blurry images the high-frequency distributions differ
+# much more (larger Jensen-Shannon divergence) than the low-frequency ones, and the gap shrinks at
+# smaller scales (Fig. 2). A good deblurring network closes the gap (Fig. 7, sharp vs deblurred).
+#
+# This notebook runs `deblur-analyze` (`deblur.cli.analyze`) with the same Hydra config
+# (`conf/analyze.yaml`) and shows its outputs. Every choice (low-pass sigma, down-sampling, binning of
+# the signed high part, luminance, how entropy sets become distributions) is documented in
+# `deblur.analysis.frequency` and set with `analysis.*` overrides.
+#
+# **Parameters** (environment variables, or edit the next cell; papermill can inject them too):
+#
+# * `DEBLUR_NB_OVERRIDES`: Hydra overrides of `conf/analyze.yaml`, e.g.
+#   `data=gopro data.root=/data/GOPRO_Large split=train device=cuda analysis.batch_size=16` for the
+#   paper's setting (GoPro training split). Default: the built-in dataset's validation split.
+# * `DEBLUR_NB_CKPT`: a `deblur-train` checkpoint; adds the deblurred images and Fig. 7. Default: the
+#   newest `logs/train/**/checkpoints/last.ckpt` under `$PROJECT_ROOT` (else the repository), i.e. the
+#   last `make train`; `none` analyses without a network.
+# * `DEBLUR_NB_OUTPUT_DIR`: where analysis.json and the figures go (default: a new temporary folder).
+
+# %% tags=["parameters"]
+# ruff: noqa: E402
+import os
+import shlex
+
+OVERRIDES = shlex.split(os.environ.get("DEBLUR_NB_OVERRIDES", ""))
+CKPT_PATH = os.environ.get("DEBLUR_NB_CKPT") or "latest"
+OUTPUT_DIR = os.environ.get("DEBLUR_NB_OUTPUT_DIR") or None
+
+# %%
+import tempfile
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from IPython.display import Image, Markdown, display
+
+from deblur.cli.analyze import analyze, register_analyze_configs
+from deblur.paths import CONF_DIR, REPO_ROOT
+
+# %matplotlib inline
+
+
+def latest_checkpoint() -> Path | None:
+    runs = Path(os.environ.get("PROJECT_ROOT") or REPO_ROOT) / "logs" / "train"
+    found = list(runs.glob("**/checkpoints/last.ckpt")) if runs.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+if CKPT_PATH == "latest":
+    CKPT_PATH = latest_checkpoint()
+elif CKPT_PATH.lower() == "none":
+    CKPT_PATH = None
+print("checkpoint:", CKPT_PATH)
+
+output_dir = Path(OUTPUT_DIR or tempfile.mkdtemp(prefix="deblur-frequency-"))
+overrides = [f"paths.output_dir={output_dir}", *OVERRIDES]
+if CKPT_PATH:
+    overrides.append(f"ckpt_path={CKPT_PATH}")
+register_analyze_configs()
+with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    cfg = compose("analyze", overrides=overrides)
+print("overrides:", overrides)
+
+# %% [markdown]
+# ## Run the analysis
+# Entropies of every sharp, blurry (and deblurred) image, the JS divergences, `analysis.json` and the
+# figures, all in `output_dir`.
+
+# %%
+payload = analyze(cfg)
+scales, bands = payload["scales"], payload["bands"]
+
+# %% [markdown]
+# ## Fig. 1: one patch's low and high parts at three scales
+# Each panel's title is the entropy of that part. The high part of the sharp patch holds clear edges
+# and texture; the blurry one's is fainter, while the low parts look alike.
+
+# %%
+display(Image(filename=str(output_dir / "fig1_patch_bands.png")))
+
+# %% [markdown]
+# ## Fig. 2: entropy distributions, sharp vs blurry
+# Rows: scales 1, 1/2, 1/4; column (a) the high-frequency part, (b) the low-frequency part; the JS
+# divergence (base 2, in [0, 1]) in each panel.
+
+# %%
+display(Image(filename=str(output_dir / "fig2_sharp_vs_blurry.png")))
+
+# %% [markdown]
+# ## Fig. 7: sharp vs deblurred (only with a checkpoint)
+
+# %%
+fig7 = output_dir / "fig7_sharp_vs_deblurred.png"
+if fig7.exists():
+    display(Image(filename=str(fig7)))
+else:
+    print("No checkpoint (run `make train` or set DEBLUR_NB_CKPT): Fig. 7 needs deblurred images.")
+
+# %% [markdown]
+# ## The divergences, and the paper's two observations checked on this data
+
+# %%
+js = payload["js_divergence"]
+header = "| comparison | band | " + " | ".join(f"scale {s}" for s in scales) + " |"
+rule = "|---|---|" + "---:|" * len(scales)
+rows = [
+    f"| {name} | {band} | " + " | ".join(f"{table[band][s]:.4f}" for s in scales) + " |"
+    for name, table in js.items()
+    for band in bands
+]
+display(Markdown("\n".join([header, rule, *rows])))
+
+gap = js["sharp_vs_blurry"]
+high_larger = {s: gap["high"][s] > gap["low"][s] for s in scales}
+shrinks = all(gap["high"][a] >= gap["high"][b] for a, b in zip(scales, scales[1:], strict=False))
+print("high-band JS > low-band JS (sharp vs blurry), per scale:", high_larger)
+print("high-band JS shrinks from scale 1 to the smallest scale:", shrinks)
+if "sharp_vs_deblurred" in js:
+    closed = {s: js["sharp_vs_deblurred"]["high"][s] < gap["high"][s] for s in scales}
+    print("the network narrows the high-band gap, per scale:", closed)
+
+# %% [markdown]
+# ## Mean entropy per part and scale
+# Blur lowers the entropy of the high part (less detail); the low part barely moves.
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, len(bands), figsize=(9, 3.2))
+for ax, band in zip(axes, bands, strict=True):
+    for kind, table in payload["entropy_mean"].items():
+        ax.plot(scales, [table[band][s] for s in scales], marker="o", label=kind)
+    ax.set_title(f"{band}-frequency part")
+    ax.set_xlabel("scale")
+    ax.set_ylabel("mean entropy (bits)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+fig.tight_layout()
+plt.show()
+timing = payload["timing"]
+print(f"{payload['num_pairs']} pairs, {timing['images_per_s']:.1f} images/s on {payload['device']}")
+print("outputs:", output_dir)

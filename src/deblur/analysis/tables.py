@@ -1,0 +1,207 @@
+"""Paper-style result tables from the ``metrics.json`` files of a ``deblur-train`` sweep.
+
+Used by the collectors in ``experiments/<study>/collect.py``. Components (the check / cross columns) are
+read from each job's resolved config (``metrics.json["config"]``), never from folder names. Jobs of the
+same model and ablation (e.g. several seeds) are averaged. Published numbers stand in extra columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+YES, NO = "✓", "✗"
+
+#: MSFS-Net Table 4 (GoPro): ablation -> (PSNR, SSIM)
+MSFS_TABLE4 = {
+    "msfs/no_fsm": (29.80, 0.917),
+    "msfs/no_csffm": (30.22, 0.891),
+    "msfs/no_clm": (31.08, 0.911),
+    "msfs/no_consistency": (31.54, 0.913),
+    "msfs/full": (32.73, 0.959),
+}
+#: FDDN Table 5 (GoPro): ablation -> (PSNR, SSIM, model size MB)
+FDDN_TABLE5 = {
+    "fddn/no_distillation": (29.65, 0.892, 9.05),
+    "fddn/no_fsb": (29.80, 0.901, 7.96),
+    "fddn/no_fdb": (29.21, 0.863, 7.89),
+    "fddn/full": (31.42, 0.923, 8.08),
+}
+#: MSFS-Net Table 3: dataset -> (PSNR, SSIM) of MSFS-Net trained on GoPro (HIDE not reported)
+MSFS_TABLE3 = {"gopro": (32.73, 0.959), "realblur_r": (36.02, 0.959), "realblur_j": (28.97, 0.908)}
+
+
+def load_runs(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every readable ``metrics.json`` below ``folders`` (recursively), with ``_path`` added."""
+    runs = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("metrics.json")):
+            try:
+                run = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                print(f"skipping {path}: {err}")
+                continue
+            runs.append({**run, "_path": str(path)})
+    return runs
+
+
+def msfs_components(config: dict[str, Any]) -> dict[str, bool]:
+    """Table 4 columns. Without FSM there are no frequency parts, so CLM and consistency are off too."""
+    model, loss = config.get("model", {}), config.get("loss", {})
+    fsm = bool(model.get("use_fsm", True))
+    return {
+        "FSM": fsm,
+        "CSFFM": bool(model.get("use_csffm", True)),
+        "CLM": fsm and float(loss.get("lambda_high", 0.0)) > 0,
+        "Consistency": fsm and float(loss.get("lambda_low", 0.0)) > 0,
+    }
+
+
+def fddn_components(config: dict[str, Any]) -> dict[str, bool | None]:
+    """Table 5 columns from ``model.variant`` (the frequency distillation block = distillation + FSB)."""
+    variant = config.get("model", {}).get("variant", "full")
+    known = {
+        "full": (True, True, True),
+        "no_distillation": (False, True, False),
+        "no_fsb": (True, False, False),
+        "no_fdb": (False, False, False),
+    }
+    flags = known.get(variant, (None, None, None))
+    names = ("Distillation Block", "Frequency Split Block", "Frequency Distillation Block")
+    return dict(zip(names, flags, strict=True))
+
+
+def msfs_variant(config: dict[str, Any]) -> str:
+    """The Table 4 row of a run, from its components (``ablation_name`` can be stale: an ``experiment``
+    sets it after the ``ablation`` group)."""
+    c = msfs_components(config)
+    if not c["FSM"]:
+        return "msfs/no_fsm"
+    off = [name for name in ("CSFFM", "CLM", "Consistency") if not c[name]]
+    names = {"CSFFM": "no_csffm", "CLM": "no_clm", "Consistency": "no_consistency"}
+    return "msfs/full" if not off else "msfs/" + "+".join(names[n] for n in off)
+
+
+def fddn_variant(config: dict[str, Any]) -> str:
+    return "fddn/" + str(config.get("model", {}).get("variant", "full"))
+
+
+def _mean_std(values: Iterable[Any]) -> tuple[float, float]:
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def summarize(
+    runs: list[dict[str, Any]],
+    components: Callable[[dict], dict],
+    variant: Callable[[dict], str] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per (model, variant): mean (and std) of the metrics, components, size; full model last.
+    ``variant(config)`` names the row (default: the run's ``ablation``)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        model = run.get("model") or run.get("config", {}).get("model", {}).get("name")
+        name = variant(run.get("config", {})) if variant else str(run.get("ablation"))
+        groups.setdefault((str(model), name), []).append(run)
+    rows = []
+    for (model, ablation), members in groups.items():
+        row: dict[str, Any] = {
+            "model": model,
+            "ablation": ablation,
+            "runs": len(members),
+            "components": components(members[0].get("config", {})),
+            "parameters": _mean_std(m.get("parameters") for m in members)[0],
+            "size_mb": _mean_std(m.get("size_mb") for m in members)[0],
+        }
+        for key in ("val/psnr", "val/ssim", "val/psnr_input", "val/ssim_input"):
+            row[key], row[key + "_std"] = _mean_std(m.get(key) for m in members)
+        rows.append(row)
+    rows.sort(key=lambda r: (r["model"], r["ablation"].endswith("/full"), r["ablation"]))
+    return rows
+
+
+def _fmt(value: float, digits: int, std: float = 0.0) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    text = f"{value:.{digits}f}"
+    return text + (f" ± {std:.{digits}f}" if std and math.isfinite(std) and std > 0 else "")
+
+
+def _mark(flag: bool | None) -> str:
+    return "?" if flag is None else (YES if flag else NO)
+
+
+def ablation_table(rows: list[dict[str, Any]], paper: dict[str, tuple], title: str, note: str = "") -> str:
+    """Markdown in the paper's form: rows = variants, component columns, PSNR, SSIM, parameters, MB,
+    then the published PSNR / SSIM (/ MB) beside ours."""
+    components = list(rows[0]["components"]) if rows else []
+    paper_mb = any(len(v) > 2 for v in paper.values())
+    head = ["Variant", *components, "PSNR (dB)", "SSIM", "Parameters", "Size (MB)"]
+    head += ["Paper PSNR", "Paper SSIM"]
+    head += ["Paper size (MB)"] if paper_mb else []
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "---|" * (1 + len(components)) + "---:|" * (len(head) - 1 - len(components)))
+    for r in rows:
+        published = paper.get(r["ablation"], ())
+        cells = [
+            r["ablation"],
+            *(_mark(r["components"].get(c)) for c in components),
+            _fmt(r["val/psnr"], 2, r["val/psnr_std"]),
+            _fmt(r["val/ssim"], 4, r["val/ssim_std"]),
+            f"{int(r['parameters']):,}" if math.isfinite(r["parameters"]) else "n/a",
+            _fmt(r["size_mb"], 2),
+            _fmt(published[0], 2) if published else "-",
+            _fmt(published[1], 3) if published else "-",
+        ]
+        if paper_mb:
+            cells.append(_fmt(published[2], 2) if published else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    psnr_in = _mean_std(r["val/psnr_input"] for r in rows)[0]
+    ssim_in = _mean_std(r["val/ssim_input"] for r in rows)[0]
+    lines += [
+        "",
+        f"Blurry input (identity baseline): PSNR {_fmt(psnr_in, 2)} dB, SSIM {_fmt(ssim_in, 4)}. "
+        f"Runs per row: {', '.join(str(r['runs']) for r in rows)}.",
+        "Ours: final validation of each job (`metrics.json`), torchmetrics PSNR per image / SSIM on the "
+        "validation set; size = fp32 parameters in MB (2^20 bytes).",
+    ]
+    if note:
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def cross_dataset_table(results: dict[str, Any], paper: dict[str, tuple] | None = None) -> str:
+    """``deblur-eval``'s ``results.json`` -> MSFS-Net Table 3 form: one row per method (ours, the paper's
+    MSFS-Net), a PSNR / SSIM column pair per dataset."""
+    from deblur.cli.eval import TITLES
+
+    paper = MSFS_TABLE3 if paper is None else paper
+    datasets = list(results.get("datasets", {}))
+    head = ["Method", *(f"{TITLES.get(d, d)} {m}" for d in datasets for m in ("PSNR", "SSIM"))]
+    lines = [
+        "# Cross-dataset evaluation (MSFS-Net Table 3 form): trained on GoPro",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 1),
+    ]
+    ours = [f"ours: `{results.get('model', {}).get('name')}` ({results.get('ckpt_path')})"]
+    for d in datasets:
+        s = results["datasets"][d]
+        ours += [_fmt(s.get("psnr", math.nan), 2), _fmt(s.get("ssim", math.nan), 4)]
+    theirs = ["MSFS-Net (paper)"]
+    for d in datasets:
+        pub = paper.get(d)
+        theirs += [_fmt(pub[0], 2), _fmt(pub[1], 3)] if pub else ["-", "-"]
+    lines += ["| " + " | ".join(ours) + " |", "| " + " | ".join(theirs) + " |", ""]
+    counts = ", ".join(f"{TITLES.get(d, d)} {results['datasets'][d].get('count')}" for d in datasets)
+    lines.append(
+        f"Images scored: {counts}. Protocols: GoPro/HIDE 8-bit PSNR (peak 255) + MATLAB 3-D SSIM; "
+        "RealBlur ECC-aligned, masked. '-': not reported in the paper."
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,36 @@
+"""Atomic output files: complete or absent, never half-written, with ordinary permissions."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from deblur.utils.io import atomic_write, atomic_write_json, atomic_write_text
+
+
+def test_writes_and_replaces_with_umask_permissions(tmp_path):
+    target = tmp_path / "sub" / "metrics.json"
+    atomic_write_json(target, {"val/psnr": 25.0})
+    assert json.loads(target.read_text()) == {"val/psnr": 25.0}
+    atomic_write_text(target, "{}")
+    assert target.read_text() == "{}"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]  # no temporary left behind
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "figure.png"
+    target.write_bytes(b"old")
+
+    def broken(tmp):
+        with open(tmp, "wb") as handle:
+            handle.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
