@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests experiments
 
 clean:
 	rm -rf logs multirun outputs .pytest_cache .ruff_cache

@@ -48,6 +48,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
+from deblur.analysis.tables import fddn_components, msfs_components
 from deblur.paths import REPO_ROOT
 
 
@@ -79,31 +80,8 @@ if not runs:
 YES, NO = "✓", "✗"
 
 
-def msfs_components(config: dict) -> dict[str, bool]:
-    """Table 4 columns. Without FSM there are no frequency parts, so CLM and consistency are off too."""
-    model, loss = config.get("model", {}), config.get("loss", {})
-    fsm = bool(model.get("use_fsm", True))
-    return {
-        "FSM": fsm,
-        "CSFFM": bool(model.get("use_csffm", True)),
-        "CLM": fsm and float(loss.get("lambda_high", 0.0)) > 0,
-        "Consistency": fsm and float(loss.get("lambda_low", 0.0)) > 0,
-    }
-
-
-def fddn_components(config: dict) -> dict[str, bool | None]:
-    """Table 5 columns: the frequency distillation block is the distillation block + the frequency split
-    block; each variant removes a part (see conf/ablation/fddn/)."""
-    variant = config.get("model", {}).get("variant", "full")
-    known = {
-        "full": (True, True, True),
-        "no_distillation": (False, True, False),
-        "no_fsb": (True, False, False),
-        "no_fdb": (False, False, False),
-    }
-    flags = known.get(variant, (None, None, None))
-    names = ("Distillation Block", "Frequency Split Block", "Frequency Distillation Block")
-    return dict(zip(names, flags, strict=True))
+# The component columns are read from each job's resolved config by the same functions the
+# experiments/ collectors use.
 
 
 TABLES = {

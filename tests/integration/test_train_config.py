@@ -85,6 +85,7 @@ def test_msfs_paper_recipe_composes(compose_train):
     # an ablation on top of the recipe
     cfg = compose_train("experiment=msfs_gopro", "ablation=msfs/no_clm")
     assert cfg.loss.lambda_high == 0.0 and cfg.model.width == 64
+    assert cfg.ablation_name == "msfs/no_clm"  # the recipe must not overwrite the ablation's name
 
 
 def test_fddn_paper_recipe_composes(compose_train):
@@ -94,6 +95,8 @@ def test_fddn_paper_recipe_composes(compose_train):
     assert cfg.optim.lr == 1e-3 and cfg.optim.scheduler.name == "linear_decrement"
     assert cfg.optim.scheduler.start_epoch == 500 and cfg.optim.scheduler.decrement == 1e-7
     assert cfg.trainer.max_epochs == 2500 and cfg.augment.name == "fddn"
+    cfg = compose_train("experiment=fddn_gopro", "ablation=fddn/no_fsb")
+    assert cfg.ablation_name == "fddn/no_fsb" and cfg.model.variant == "no_fsb" and cfg.model.num_fdb == 16
 
 
 @pytest.mark.parametrize("variant", ["full", "no_distillation", "no_fsb", "no_fdb"])

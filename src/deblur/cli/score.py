@@ -38,6 +38,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from deblur.data.datasets import scan_images
 from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel
 from deblur.metrics.realblur import realblur_scores
 from deblur.paths import CONF_DIR
@@ -87,20 +88,7 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> dict[str, 
     Hidden files and folders (names starting with ``.``) are ignored. Two files that differ only in the
     extension (``a.png`` and ``a.jpg``) are ambiguous and raise ``ValueError`` naming both.
     """
-    root = Path(folder)
-    found: dict[str, Path] = {}
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    for path in candidates:
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-            continue
-        key = rel.with_suffix("").as_posix()
-        if key in found:
-            raise ValueError(f"ambiguous image name {key!r} in {root}: both {found[key]} and {path}")
-        found[key] = path
-    return found
+    return scan_images(Path(folder), recursive, extensions=IMAGE_EXTENSIONS)
 
 
 def pair_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, recursive: bool = True) -> Pairing:

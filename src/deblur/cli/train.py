@@ -7,6 +7,7 @@ deblur-train -m ablation=msfs/full,msfs/no_fsm  # a sweep
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.config import register_configs
 from deblur.config.choices import check_group_choices
 from deblur.data.datamodule import DeblurDataModule
+from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpoint_model
 from deblur.lit.restoration import RestorationModule
+from deblur.lit.wandb import log_run_figures
+from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.paths import CONF_DIR
 from deblur.utils.io import atomic_write_json
 
@@ -46,12 +50,34 @@ def build_strategy(cfg: DictConfig) -> Any:
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     nodes = cfg.get("callbacks") or {}
-    return [instantiate(node) for node in nodes.values() if node is not None and "_target_" in node]
+    callbacks = [instantiate(node) for node in nodes.values() if node is not None and "_target_" in node]
+    return [*callbacks, RNGState()]  # RNG states travel in checkpoints: exact resume
+
+
+def _wandb_names() -> dict[str, str]:
+    """W&B group (the sweep folder's name: the study, or the sweep's time) and run name of a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return {}
+    hc = HydraConfig.get()
+    names = {"name": hc.job.override_dirname or hc.job.name}
+    if hc.mode == RunMode.MULTIRUN:
+        names["group"] = Path(hc.sweep.dir).name
+    return names
 
 
 def build_loggers(cfg: DictConfig) -> list[Any] | bool:
     nodes = cfg.get("logger") or {}
-    loggers = [instantiate(node) for node in nodes.values() if node is not None and "_target_" in node]
+    loggers = []
+    for node in nodes.values():
+        if node is None or "_target_" not in node:
+            continue
+        extra = {}
+        if node._target_.endswith("WandbLogger"):  # fill group / name left null from the Hydra job
+            extra = {k: v for k, v in _wandb_names().items() if node.get(k) is None}
+        loggers.append(instantiate(node, **extra))
     return loggers or False
 
 
@@ -64,6 +90,7 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
         callbacks=build_callbacks(cfg),
         logger=build_loggers(cfg),
         default_root_dir=cfg.paths.output_dir,
+        plugins=[AtomicCheckpointIO()],  # checkpoints written to a temporary file, then renamed
         **kwargs,
     )
 
@@ -72,16 +99,68 @@ def _param_count(module: RestorationModule) -> int:
     return sum(p.numel() for p in module.net.parameters())
 
 
+def _resolve_ckpt_path(cfg: DictConfig, output_dir: Path) -> str | None:
+    """``ckpt_path``: a file, or ``last`` / ``best`` in this run's checkpoints folder. With ``resume=true``
+    and no ``ckpt_path``, ``checkpoints/last.ckpt`` when it exists (a multirun rerun continues its jobs)."""
+    ckpt_path = cfg.get("ckpt_path")
+    folder = output_dir / "checkpoints"
+    if ckpt_path is None and cfg.get("resume") and (folder / "last.ckpt").exists():
+        return str(folder / "last.ckpt")
+    if ckpt_path == "last":
+        return str(folder / "last.ckpt") if (folder / "last.ckpt").exists() else "last"
+    if ckpt_path == "best":
+        best = sorted(folder.glob("best-*.ckpt"))
+        return str(best[-1]) if len(best) == 1 else "best"
+    return None if ckpt_path is None else str(ckpt_path)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train and validate as configured; returns (and writes) the metrics.json payload."""
-    L.seed_everything(cfg.seed, workers=True)
+    """Train and validate as configured; returns (and writes) the metrics.json payload.
+
+    With ``resume=true`` a job whose output dir already holds ``metrics.json`` is not run again (its stored
+    payload is returned), and one with ``checkpoints/last.ckpt`` continues from it.
+    """
     output_dir = Path(cfg.paths.output_dir)
-    datamodule = DeblurDataModule(data=_container(cfg.data), augment=_container(cfg.get("augment")))
+    done = output_dir / "metrics.json"
+    if cfg.get("resume") and done.exists():
+        print(f"resume=true: {done} exists, job already finished; skipping")
+        return json.loads(done.read_text())
+    L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = _resolve_ckpt_path(cfg, output_dir)
+    if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+        check_checkpoint_model(ckpt_path, _container(cfg.model))
+    datamodule = DeblurDataModule(
+        data=_container(cfg.data), augment=_container(cfg.get("augment")), shuffle_seed=int(cfg.seed)
+    )
     module = RestorationModule(
         model=_container(cfg.model), loss=_container(cfg.loss), optim=_container(cfg.optim)
     )
     trainer = build_trainer(cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    wandb_loggers = wandb_loggers_of(trainer)
+    try:
+        for logger in wandb_loggers:  # the resolved config, not ${...} strings (rank 0 only)
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        payload = _fit_and_validate(cfg, trainer, module, datamodule, ckpt_path, output_dir)
+        if trainer.is_global_zero:
+            for logger in wandb_loggers:  # figures, and the frequency gap as a plot
+                log_run_figures(logger, output_dir, trainer.callback_metrics, trainer.global_step)
+    finally:
+        if wandb_loggers:
+            import wandb
+
+            wandb.finish()  # one W&B run per job, also in a multirun
+    return payload
+
+
+def _fit_and_validate(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    module: RestorationModule,
+    datamodule: DeblurDataModule,
+    ckpt_path: str | None,
+    output_dir: Path,
+) -> dict[str, Any]:
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     # Final validation of the final weights (not the best checkpoint): the numbers the run ends with.
     results = trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deblur.data.base import PairTransform
 from deblur.data.datasets import DATASET_BUILDERS
+from deblur.data.samplers import EpochShuffleSampler, UnpaddedDistributedSampler
 
 
 def _synthetic(cfg: dict[str, Any], split: str, transform: PairTransform | None) -> Dataset:
@@ -41,7 +42,9 @@ DATASETS: dict[str, Callable[[dict[str, Any], str, PairTransform | None], Datase
 class DeblurDataModule(L.LightningDataModule):
     """Train/val loaders for any dataset in :data:`DATASETS`; training pairs pass the augment pipeline."""
 
-    def __init__(self, data: dict[str, Any], augment: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, data: dict[str, Any], augment: dict[str, Any] | None = None, shuffle_seed: int = 0
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         name = data.get("name")
@@ -63,10 +66,15 @@ class DeblurDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.cfg.get("num_workers", 0)
+        # training order from (shuffle_seed, epoch): resumable; validation never padded across ranks
+        sampler = EpochShuffleSampler(dataset, self.hparams.get("shuffle_seed", 0)) if train else None
+        trainer = getattr(self, "trainer", None)
+        if not train and trainer is not None and trainer.world_size > 1:
+            sampler = UnpaddedDistributedSampler(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=workers,
             pin_memory=self.cfg.get("pin_memory", False),

@@ -139,18 +139,21 @@ class FolderDataset(FilePairDataset):
 
 
 # ---------------------------------------------------------------- listing helpers
-def scan_images(folder: Path, recursive: bool = True) -> dict[str, Path]:
+def scan_images(
+    folder: Path, recursive: bool = True, extensions: frozenset[str] = IMAGE_EXTENSIONS
+) -> dict[str, Path]:
     """Image files under ``folder`` keyed by relative POSIX path without extension (hidden files ignored).
 
     Two files differing only in the extension are ambiguous: :class:`DatasetError` naming both.
     """
+    folder = Path(folder)
     found: dict[str, Path] = {}
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     for path in sorted(candidates):
         rel = path.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        if path.suffix.lower() not in extensions or not path.is_file():
             continue
         key = rel.with_suffix("").as_posix()
         if key in found:

@@ -63,9 +63,9 @@ class RestorationModule(L.LightningModule):
         if not torch.isfinite(total):
             raise FloatingPointError(
                 f"training loss is {total.item()} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, "
-                f"batch {batch_idx}); parts: { {k: float(v) for k, v in parts.items()} }. Lower optim.lr or "
-                f"set trainer.gradient_clip_val."
+                f"(epoch {self.current_epoch}, batch {batch_idx}); parts: "
+                f"{ {k: float(v.detach()) for k, v in parts.items()} }. "
+                f"Lower optim.lr or set trainer.gradient_clip_val."
             )
         batch_size = batch["blurry"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)

@@ -1,0 +1,73 @@
+"""Resume and reproducibility: exact resume from last.ckpt, deterministic reruns, atomic checkpoints, a
+checkpoint of another network refused. (resume=true over a multirun: tests/integration/test_studies.py.)"""
+
+
+import csv
+
+import pytest
+import torch
+
+from deblur.cli.train import METRIC_KEYS, train
+from deblur.lit.checkpointing import AtomicCheckpointIO, check_checkpoint_model
+from deblur.lit.restoration import RestorationModule
+from tests.integration.conftest import TINY_TRAIN
+
+# one epoch = 3 steps (limit_train_batches=3); augment=flip_rot draws from albumentations' own stream
+TINY_MODEL = {"name": "msfs", "width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1,
+              "reduction": 4}  # fmt: skip
+N_STEPS = ["debug=limit", "trainer.deterministic=true", "callbacks.frequency_gap=null", *TINY_TRAIN]
+
+
+def _metrics(payload):
+    return {k: payload[k] for k in METRIC_KEYS}
+
+
+def test_stop_after_n_and_resume_to_2n_equals_an_uninterrupted_2n_run(compose_train, tmp_path):
+    full = train(compose_train(*N_STEPS, "trainer.max_epochs=2", f"paths.output_dir={tmp_path}/a"))
+    half = train(compose_train(*N_STEPS, "trainer.max_epochs=1", f"paths.output_dir={tmp_path}/b"))
+    assert half["global_step"] == 3
+    resumed = train(
+        compose_train(
+            *N_STEPS, "trainer.max_epochs=2", "ckpt_path=last", f"paths.output_dir={tmp_path}/b"
+        )
+    )
+    assert resumed["global_step"] == full["global_step"] == 6
+    for key, value in _metrics(full).items():
+        assert resumed[key] == pytest.approx(value, abs=1e-4), key
+    assert half["val/psnr"] != pytest.approx(full["val/psnr"], abs=1e-4)  # the second epoch did train
+    # deterministic=true: two runs with one seed agree exactly (run a's validation after epoch 1 = run b's)
+    rows = list(csv.DictReader((tmp_path / "a/csv/metrics.csv").open()))
+    first_val = next(r for r in rows if r.get("val/psnr"))
+    assert float(first_val["val/psnr"]) == pytest.approx(half["val/psnr"], abs=1e-6)
+    # the final weights agree too
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-5
+
+
+def test_checkpoint_of_another_model_fails_naming_both(compose_train, tmp_path):
+    module = RestorationModule(model=TINY_MODEL, loss={"name": "msfs"}, optim={"name": "adam", "lr": 1e-3})
+    last = tmp_path / "other.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, last)
+    with pytest.raises(ValueError, match=r"'msfs'.*'fddn'"):
+        check_checkpoint_model(last, {"name": "fddn", "width": 8, "variant": "full"})
+    wider = compose_train("debug=limit", *TINY_TRAIN, "model.width=16", f"ckpt_path={last}")
+    with pytest.raises(ValueError, match=r"width=8.*width=16"):
+        train(wider)  # refused before any training
+    check_checkpoint_model(last, dict(TINY_MODEL))  # the same network passes
+
+
+def test_atomic_checkpoint_io_leaves_no_partial_file(tmp_path):
+    io = AtomicCheckpointIO()
+    target = tmp_path / "ckpts" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
+    assert torch.load(target, weights_only=True)["state_dict"]["w"].sum() == 2
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        io.save_checkpoint({"bad": Unpicklable()}, target)
+    assert torch.load(target, weights_only=True)["state_dict"]["w"].sum() == 2  # the old file survives
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind

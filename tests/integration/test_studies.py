@@ -1,0 +1,122 @@
+"""Every study of experiments/ end to end on the CPU at debug size: its multirun (one subprocess, the
+basic launcher), then its collector's results.md; the cross-dataset study trains on a fake GoPro tree and
+scores the checkpoint on fake GoPro, HIDE, RealBlur-J and RealBlur-R trees."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from deblur.cli import eval as eval_cli
+from deblur.cli.train import train
+from deblur.config import register_configs
+from deblur.paths import CONF_DIR, REPO_ROOT
+from tests.integration.conftest import TINY_TRAIN
+from tests.unit.test_datasets import make_gopro, make_hide, make_realblur
+
+EXPERIMENTS = REPO_ROOT / "experiments"
+#: a job = 2 training steps and one validation batch; no callbacks or loggers
+DEBUG = [
+    "debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+    "callbacks=none", "logger=none",
+]  # fmt: skip
+FDDN_TINY = ["model=fddn_small", "loss.pretrained=false", "model.num_fdb=1", *TINY_TRAIN[5:]]
+
+
+def _collector(study: str):
+    spec = importlib.util.spec_from_file_location(f"collect_{study}", EXPERIMENTS / study / "collect.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _multirun(root: Path, study: str, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PROJECT_ROOT": str(root), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    # job folders by number: the many debug overrides would make a too long override_dirname
+    subdir = "hydra.sweep.subdir=job${hydra.job.num}"
+    cmd = [sys.executable, "-m", "deblur.cli.train", "-m", f"study={study}", subdir, *overrides]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines()[4:] if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+
+
+@pytest.mark.slow
+def test_msfs_ablation_study_multirun_collects_table4_and_resumes_only_unfinished_jobs(tmp_path):
+    ablations = "ablation=msfs/full,msfs/no_clm"
+    _multirun(tmp_path, "msfs_ablation", ablations, *DEBUG, *TINY_TRAIN)
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "msfs_ablation"  # fixed by study=
+    jobs = sorted(sweep.rglob("metrics.json"))
+    assert len(jobs) == 2
+    results = _collector("msfs_ablation").collect([sweep])
+    rows = _table_rows(results.read_text())
+    assert [r[0] for r in rows] == ["msfs/no_clm", "msfs/full"]
+    assert rows[0][1:5] == ["✓", "✓", "✗", "✓"] and rows[1][1:5] == ["✓"] * 4
+    assert rows[1][-2:] == ["32.73", "0.959"]  # the paper's numbers beside ours
+    assert float(rows[1][5]) > 0 and float(rows[1][8]) > 0  # our PSNR, size in MB
+
+    # rerun with resume=true: the finished job is skipped, the unfinished one runs again
+    finished, unfinished = jobs
+    stamp = finished.stat().st_mtime_ns
+    unfinished.unlink()
+    result = _multirun(tmp_path, "msfs_ablation", ablations, *DEBUG, *TINY_TRAIN, "resume=true")
+    assert "job already finished; skipping" in result.stdout
+    assert finished.stat().st_mtime_ns == stamp and unfinished.exists()
+
+
+@pytest.mark.slow
+def test_fddn_ablation_study_multirun_collects_table5(tmp_path):
+    _multirun(tmp_path, "fddn_ablation", "ablation=fddn/full,fddn/no_fsb", *DEBUG, *FDDN_TINY)
+    sweep = tmp_path / "logs" / "train" / "multiruns" / "fddn_ablation"
+    results = _collector("fddn_ablation").collect([sweep])
+    text = results.read_text()
+    rows = _table_rows(text)
+    assert [r[0] for r in rows] == ["fddn/no_fsb", "fddn/full"]
+    assert rows[0][1:4] == ["✓", "✗", "✗"] and rows[1][1:4] == ["✓", "✓", "✓"]
+    assert rows[1][-3:] == ["31.42", "0.923", "8.08"]
+    assert "Frequency Distillation Block" in text and "Size (MB)" in text
+
+
+def test_cross_dataset_study_trains_on_gopro_and_collects_table3(compose_train, tmp_path):
+    gopro = make_gopro(tmp_path / "GOPRO_Large", h=32, w=32)
+    run = tmp_path / "train"
+    train(
+        compose_train(
+            "data=gopro", f"data.root={gopro}", "data.crop_size=16", "data.batch_size=2",
+            "data.num_workers=0", "data.val_crop_size=16", *DEBUG[:4], "callbacks.frequency_gap=null",
+            *TINY_TRAIN[:5], f"paths.output_dir={run}",
+        )  # fmt: skip
+    )
+    ckpt = run / "checkpoints" / "last.ckpt"
+    roots = {
+        "gopro": gopro,
+        "hide": make_hide(tmp_path / "HIDE_dataset"),
+        "realblur_j": make_realblur(tmp_path / "RealBlurJ", "J"),
+        "realblur_r": make_realblur(tmp_path / "RealBlurR", "R"),
+    }
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "eval",
+            [f"ckpt_path={ckpt}", "device=cpu", f"paths.output_dir={tmp_path / 'eval'}"]
+            + [f"roots.{name}={root}" for name, root in roots.items()],
+        )
+    eval_cli.run(cfg)
+    table = _collector("cross_dataset").collect(tmp_path / "eval").read_text()
+    header = table.splitlines()[2]
+    assert "GoPro PSNR" in header and "HIDE PSNR" in header and "RealBlur-R SSIM" in header
+    rows = _table_rows(table)
+    assert rows[0][0].startswith("ours: `msfs`") and len(rows[0]) == 9
+    assert rows[1] == ["MSFS-Net (paper)", "32.73", "0.959", "-", "-", "28.97", "0.908", "36.02", "0.959"]
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["datasets"]["hide"]["count"] == 3
