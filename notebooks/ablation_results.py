@@ -48,7 +48,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from deblur.analysis.tables import fddn_components, msfs_components
+from deblur.analysis.tables import fddn_components, msfs_components, summarize
 from deblur.paths import REPO_ROOT
 
 
@@ -101,33 +101,15 @@ def mean_std(values):
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-groups: dict[tuple[str, str], list[dict]] = {}
-for run in runs:
-    model_name = run.get("model") or run.get("config", {}).get("model", {}).get("name")
-    key = (str(model_name), str(run.get("ablation")))
-    groups.setdefault(key, []).append(run)
+def model_of(run):
+    return str(run.get("model") or run.get("config", {}).get("model", {}).get("name"))
 
+
+# One row per (model, ablation), seeds averaged (mean ± std), the full model last: the collectors' summary.
 summary = []
-for (model, ablation), members in sorted(groups.items()):
+for model in sorted({model_of(run) for run in runs}):
     _, components_of, _ = TABLES.get(model, (None, lambda config: {}, None))
-    row = {
-        "model": model,
-        "ablation": ablation,
-        "runs": len(members),
-        "components": components_of(members[0].get("config", {})),
-        "size_mb": mean_std(m.get("size_mb") for m in members)[0],
-        "parameters": mean_std(m.get("parameters") for m in members)[0],
-    }
-    for key in ("val/psnr", "val/ssim", "val/psnr_input", "val/ssim_input"):
-        row[key], row[key + "_std"] = mean_std(m.get(key) for m in members)
-    summary.append(row)
-
-
-def order(row):  # the papers list the ablations first and the full model last
-    return (row["model"], row["ablation"].endswith("/full"), row["ablation"])
-
-
-summary.sort(key=order)
+    summary += summarize([run for run in runs if model_of(run) == model], components_of)
 for row in summary:
     print(f"{row['model']:>6} {row['ablation']:<24} runs={row['runs']} PSNR={row['val/psnr']:.3f}")
 
