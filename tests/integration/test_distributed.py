@@ -54,6 +54,7 @@ def test_ddp_two_cpu_processes_train_and_reduce_validation_exactly(tmp_path):
     # the same weights validated in this single process, on the same 3 images
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2
+    assert len(ckpt["rng_state_per_rank"]) == 2  # every rank's random state, for an exact resume
     module = RestorationModule(**{k: ckpt["hyper_parameters"][k] for k in ("model", "loss", "optim")})
     module.load_state_dict(ckpt["state_dict"])
     config = metrics["config"]

@@ -1,7 +1,6 @@
 """Resume and reproducibility: exact resume from last.ckpt, deterministic reruns, atomic checkpoints, a
 checkpoint of another network refused. (resume=true over a multirun: tests/integration/test_studies.py.)"""
 
-
 import csv
 
 import pytest
@@ -27,9 +26,7 @@ def test_stop_after_n_and_resume_to_2n_equals_an_uninterrupted_2n_run(compose_tr
     half = train(compose_train(*N_STEPS, "trainer.max_epochs=1", f"paths.output_dir={tmp_path}/b"))
     assert half["global_step"] == 3
     resumed = train(
-        compose_train(
-            *N_STEPS, "trainer.max_epochs=2", "ckpt_path=last", f"paths.output_dir={tmp_path}/b"
-        )
+        compose_train(*N_STEPS, "trainer.max_epochs=2", "ckpt_path=last", f"paths.output_dir={tmp_path}/b")
     )
     assert resumed["global_step"] == full["global_step"] == 6
     for key, value in _metrics(full).items():
@@ -43,6 +40,27 @@ def test_stop_after_n_and_resume_to_2n_equals_an_uninterrupted_2n_run(compose_tr
     a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-5
+
+
+def test_stopped_mid_epoch_and_resumed_with_workers_equals_an_uninterrupted_run(compose_train, tmp_path):
+    # 3 steps per epoch; the run stops at step 4 (1 batch into epoch 1) on a step checkpoint and is
+    # resumed with 2 loader workers (the iterator is then created before Lightning restores the epoch)
+    steps = [*N_STEPS, "trainer.max_epochs=null"]
+    full = train(compose_train(*steps, "trainer.max_steps=8", f"paths.output_dir={tmp_path}/a"))
+    every_2 = "callbacks.step_checkpoint.every_n_train_steps=2"
+    half = train(compose_train(*steps, "trainer.max_steps=4", every_2, f"paths.output_dir={tmp_path}/b"))
+    assert half["global_step"] == 4
+    saved = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 4 and saved["epoch"] == 1  # mid-epoch, not marked finished
+    resumed = train(compose_train(*steps, "trainer.max_steps=8", "ckpt_path=last", "data.num_workers=2",
+                                  f"paths.output_dir={tmp_path}/b"))  # fmt: skip
+    assert resumed["global_step"] == full["global_step"] == 8
+    for key, value in _metrics(full).items():
+        assert resumed[key] == pytest.approx(value, abs=1e-4), key
+    # the weights agree (re-training or skipping any batch of epoch 1 moves them by ~1e-3)
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-6
 
 
 def test_checkpoint_of_another_model_fails_naming_both(compose_train, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,11 @@ def _fit_and_validate(
     ckpt_path: str | None,
     output_dir: Path,
 ) -> dict[str, Any]:
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    with warnings.catch_warnings():
+        # Lightning warns on a mid-epoch checkpoint unless the loader has state_dict(); ours resumes
+        # through the sampler's position source instead (DeblurDataModule.training_position)
+        warnings.filterwarnings("ignore", message=".*ended before the epoch ended.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     # Final validation of the final weights (not the best checkpoint): the numbers the run ends with.
     results = trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -35,6 +35,11 @@ DataLoader iterator, or whatever a ``worker_init_fn`` such as Lightning's rank-a
 streams differ between workers, between epochs of non-persistent workers and between DDP ranks under
 ``seed_everything(workers=True)``, and are reproducible when torch is seeded. In the main process
 (``num_workers=0``) the stream simply continues across epochs.
+
+Training draws. During training the sampler hands the dataset ``(index, draw_seed)`` pairs and the
+dataset calls :meth:`PairAugment.seed_draw` before each sample: the augmentation then depends on
+``(seed, draw_seed)`` only, i.e. on ``(augment seed, run seed, epoch, index)``, the same with any number of
+workers or ranks and after a resume at any step (``deblur.data.samplers``).
 """
 
 from __future__ import annotations
@@ -164,6 +169,7 @@ class PairAugment:
         self.seed = int(seed)
         self.name = name
         self._worker_key: tuple[int, int] | None = None
+        self._per_draw = False
         self.reseed(self.seed)
 
     @property
@@ -183,9 +189,15 @@ class PairAugment:
                 stream_seed = _derive_seed(seed, index)
                 compose.set_random_state(np.random.default_rng(stream_seed), random.Random(stream_seed))
 
+    def seed_draw(self, draw_seed: int) -> None:
+        """Seed the next call from ``(seed, draw_seed)`` (a training draw, see ``deblur.data.samplers``);
+        from then on this copy of the pipeline no longer re-seeds itself per worker."""
+        self._per_draw = True
+        self.reseed(_derive_seed(self.seed, draw_seed))
+
     def _maybe_reseed_for_worker(self) -> None:
         info = torch.utils.data.get_worker_info()
-        if info is None:
+        if info is None or self._per_draw:
             return
         key = (int(info.id), int(torch.initial_seed()))
         if key != self._worker_key:

@@ -4,6 +4,11 @@ A dataset yields ``{"blurry": (3, H, W) float32 in [0, 1], "sharp": same, "name"
 say how to load sample ``i`` as two HxWx3 uint8 arrays; this base class crops (random for training,
 centred for evaluation), applies the paired transform (``(blurry, sharp) -> (blurry, sharp)`` on uint8
 arrays, see :func:`deblur.data.augment.make_pipeline`) and converts to tensors.
+
+Randomness. ``dataset[i]`` draws the crop from torch's RNG and the augmentation from the pipeline's own
+stream (per worker). ``dataset[(i, draw_seed)]`` (what :class:`deblur.data.samplers.EpochShuffleSampler`
+yields during training) seeds both from ``draw_seed`` instead, so the sample is a function of
+``(i, draw_seed)`` alone: the same whatever the worker, the rank or the point a run was resumed at.
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(scale)
 
 
-def crop_box(height: int, width: int, size: int, random: bool) -> tuple[int, int]:
-    """Top-left corner of a ``size`` x ``size`` crop: uniform random (torch RNG, per worker) or centred."""
+def crop_box(
+    height: int, width: int, size: int, random: bool, generator: torch.Generator | None = None
+) -> tuple[int, int]:
+    """Top-left corner of a ``size`` x ``size`` crop: uniform random (from ``generator``, else torch's
+    global RNG, per worker) or centred."""
     if random:
-        top = int(torch.randint(0, height - size + 1, ()).item())
-        left = int(torch.randint(0, width - size + 1, ()).item())
+        top = int(torch.randint(0, height - size + 1, (), generator=generator).item())
+        left = int(torch.randint(0, width - size + 1, (), generator=generator).item())
         return top, left
     return (height - size) // 2, (width - size) // 2
 
@@ -55,7 +63,10 @@ class PairDataset(Dataset):
         """Return (blurry HxWx3 uint8, sharp HxWx3 uint8, name) for sample ``index``."""
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """``item``: an index, or a draw ``(index, draw_seed)`` (see the module docstring)."""
+        index, seed = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
+        generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         blurry, sharp, name = self.load(index)
         if blurry.shape != sharp.shape:
             raise ValueError(f"sample {name!r}: blurry {blurry.shape} and sharp {sharp.shape} differ in size")
@@ -64,10 +75,12 @@ class PairDataset(Dataset):
             size = self.crop_size
             if h < size or w < size:
                 raise ValueError(f"sample {name!r}: image {h}x{w} is smaller than crop_size={size}")
-            top, left = crop_box(h, w, size, self.random_crop)
+            top, left = crop_box(h, w, size, self.random_crop, generator)
             blurry = blurry[top : top + size, left : left + size]
             sharp = sharp[top : top + size, left : left + size]
         if self.transform is not None:
+            if seed is not None and hasattr(self.transform, "seed_draw"):
+                self.transform.seed_draw(seed)
             blurry, sharp = self.transform(blurry, sharp)
         return {"blurry": to_tensor(blurry), "sharp": to_tensor(sharp), "name": name}
 

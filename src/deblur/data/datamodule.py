@@ -38,7 +38,6 @@ DATASETS: dict[str, Callable[[dict[str, Any], str, PairTransform | None], Datase
 }
 
 
-
 class DeblurDataModule(L.LightningDataModule):
     """Train/val loaders for any dataset in :data:`DATASETS`; training pairs pass the augment pipeline."""
 
@@ -64,13 +63,39 @@ class DeblurDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate") and self.val_set is None:
             self.val_set = build(self.cfg, "val", None)
 
+    def training_position(self) -> tuple[int, int] | None:
+        """``(epoch, batches of it already trained)`` from the attached trainer's fit loop, or None without
+        one. Read when an epoch's data iterator starts, also when Lightning creates it before restoring
+        the epoch counters of a resumed run (the raw checkpointed progress is interpreted here: epoch =
+        the epoch started last, done = the batches it processed; a finished epoch means the next one)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or self.train_set is None:
+            return None
+        fit_loop = trainer.fit_loop
+        epoch = max(fit_loop.epoch_progress.current.started - 1, 0)
+        done = fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= self._batches_per_epoch(trainer):
+            return epoch + 1, 0
+        return epoch, done
+
+    def _batches_per_epoch(self, trainer: L.Trainer) -> int:
+        """Training batches per epoch on one rank, after ``trainer.limit_train_batches``."""
+        full = len(self.train_set) // max(trainer.world_size, 1) // self.cfg["batch_size"]
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int):
+            return min(full, limit)
+        return int(full * (1.0 if limit is None else limit))
+
     def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
         workers = self.cfg.get("num_workers", 0)
-        # training order from (shuffle_seed, epoch): resumable; validation never padded across ranks
-        sampler = EpochShuffleSampler(dataset, self.hparams.get("shuffle_seed", 0)) if train else None
         trainer = getattr(self, "trainer", None)
-        if not train and trainer is not None and trainer.world_size > 1:
-            sampler = UnpaddedDistributedSampler(dataset, trainer.world_size, trainer.global_rank)
+        ranks, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = None
+        if train:  # (shuffle_seed, epoch) order, per-draw seeds, resumable mid-epoch, sharded by rank
+            seed = self.hparams.get("shuffle_seed", 0)
+            sampler = EpochShuffleSampler(dataset, seed, ranks, rank, batch_size, self.training_position)
+        elif ranks > 1:  # validation never padded across ranks
+            sampler = UnpaddedDistributedSampler(dataset, ranks, rank)
         return DataLoader(
             dataset,
             batch_size=batch_size,

@@ -3,8 +3,9 @@
 * :class:`AtomicCheckpointIO` writes every checkpoint to a temporary file in the target folder and
   ``os.replace``-s it over the target, so a crash or a full disk never leaves a truncated ``last.ckpt``.
 * :class:`RNGState` stores the torch / numpy / python random states (and the training augmentation's
-  albumentations streams) in the checkpoint and restores them when a run resumes, so that a run stopped
-  after N steps and resumed to 2N draws the same crops and flips as an uninterrupted 2N-step run.
+  albumentations streams) of every rank in the checkpoint and restores them when a run resumes. The
+  training data itself does not depend on them (each draw is seeded from ``(seed, epoch, index)``, see
+  ``deblur.data.samplers``); they cover any other use of the global generators.
 * :func:`check_checkpoint_model` refuses ``ckpt_path`` from a different network, naming both.
 """
 
@@ -46,13 +47,33 @@ def _augment_composes(trainer: L.Trainer) -> list[Any]:
     return [c for c in (getattr(transform, "scene", None), getattr(transform, "capture", None)) if c]
 
 
+def _collectives_safe(trainer: L.Trainer) -> bool:
+    """True when every rank is saving together: a checkpoint written because one rank raised an error
+    (``save_on_exception``) must not wait for the others in a collective."""
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return initialized and trainer.state.status == TrainerStatus.RUNNING
+
+
 class RNGState(L.Callback):
-    """Checkpoint key ``rng_state``: plain types only, so checkpoints still load with ``weights_only``."""
+    """Checkpoint keys ``rng_state`` (this rank's, rank 0's in the file) and, under DDP,
+    ``rng_state_per_rank`` (every rank's, gathered when the checkpoint is written; a run resumed on the
+    same number of ranks gives each its own). Plain types only, so checkpoints load with ``weights_only``.
+    """
 
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        state = self._local_state(trainer)
+        checkpoint["rng_state"] = state
+        if trainer.world_size > 1 and _collectives_safe(trainer):
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, state)
+            checkpoint["rng_state_per_rank"] = gathered
+
+    def _local_state(self, trainer: L.Trainer) -> dict[str, Any]:
         name, keys, pos, has_gauss, gauss = np.random.get_state()
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
@@ -66,10 +87,13 @@ class RNGState(L.Callback):
         }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint["rng_state"] = state
+        return state
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         state = checkpoint.get("rng_state")
+        per_rank = checkpoint.get("rng_state_per_rank")
+        if per_rank and len(per_rank) == trainer.world_size:
+            state = per_rank[trainer.global_rank]  # each rank continues its own streams
         if not state:
             return
         torch.set_rng_state(state["torch"])
