@@ -8,7 +8,8 @@
   applied on sides that face a neighbouring window; sides on the image border keep full weight. The output
   has the input's size; an image no larger than ``tile`` runs in one piece.
 
-Neither function changes the grad mode: call them under ``torch.inference_mode()`` for inference.
+Neither function changes the grad mode: call them under ``torch.inference_mode()`` for inference (or
+:func:`deblur.speedups.inference_context`, which adds bf16 autocast when asked for).
 
 :func:`load_network` rebuilds a network from a Lightning checkpoint or a plain state dict, always with
 ``torch.load(..., weights_only=True)`` so that an untrusted file cannot run code.
@@ -91,6 +92,8 @@ def tiled_inference(net: nn.Module, image: torch.Tensor, tile: int, tile_overlap
 
     ``0 <= tile_overlap < tile``. Returns a (1, C', H, W) tensor (C' = the network's output channels) on
     the image's device, in float32. Images no larger than ``tile`` in both sides run in one piece.
+    Each tile's output is cast to float32 before blending, so under bf16 autocast the blend stays fp32;
+    a channels_last ``image`` gives channels_last tiles.
     """
     if image.ndim != 4 or image.shape[0] != 1:
         raise ValueError(f"tiled_inference expects one image (1, C, H, W), got shape {tuple(image.shape)}")
@@ -100,7 +103,7 @@ def tiled_inference(net: nn.Module, image: torch.Tensor, tile: int, tile_overlap
         raise ValueError(f"tile_overlap must be an integer in [0, tile={tile}), got {tile_overlap!r}")
     h, w = image.shape[-2:]
     if h <= tile and w <= tile:
-        return pad_and_run(net, image)
+        return pad_and_run(net, image).float()
 
     rows = _axis_windows(h, tile, tile_overlap, image.device)
     cols = _axis_windows(w, tile, tile_overlap, image.device)

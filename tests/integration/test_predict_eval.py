@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from deblur.config import register_configs
 from deblur.inference import CheckpointError
 from deblur.lit.restoration import RestorationModule
 from deblur.paths import CONF_DIR, REPO_ROOT
+from deblur.speedups import default_options
 from tests.unit.test_datasets import make_gopro, make_hide
 
 TINY_MODEL = {
@@ -156,6 +158,26 @@ def test_predict_refuses_a_pickle_payload_and_needs_model_for_plain_weights(ckpt
     assert result["model"]["width"] == 8 and len(result["written"]) == 1
 
 
+def test_predict_with_explicit_speed_options_records_them(ckpt, tmp_path, caplog):
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), np.ascontiguousarray(skimage.data.astronaut()[100:148, 150:190, ::-1]))
+    options = ["channels_last=true", "precision=bf16", "fold_batchnorm=true", "compile=false"]
+    tiles = ["tile=32", "tile_overlap=8"]
+    with caplog.at_level(logging.INFO, logger="deblur.cli.predict"):
+        result = _predict(ckpt, image, tmp_path / "fast", *options, *tiles)
+    assert "inference options: {'channels_last': True, 'precision': 'bf16'" in caplog.text  # the run's log
+    assert result["inference"] == {
+        "channels_last": True, "precision": "bf16", "fold_batchnorm": True, "compile": False,
+    }  # fmt: skip
+    plain = _predict(ckpt, image, tmp_path / "plain", "precision=fp32", "channels_last=false", *tiles)
+    assert plain["inference"]["precision"] == "fp32" and not plain["inference"]["channels_last"]
+    fast, slow = (cv2.imread(str(tmp_path / d / "photo.png")).astype(float) for d in ("fast", "plain"))
+    assert fast.shape == (48, 40, 3) and np.abs(fast - slow).max() <= 2  # 8-bit rounding of a >45 dB gap
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'"):
+        _predict(ckpt, image, tmp_path / "bad", "precision=fp16x")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_eval_writes_per_dataset_scores_and_the_results_table(ckpt, tmp_path):
     gopro = make_gopro(tmp_path / "GOPRO_Large", h=32, w=40)
     hide = make_hide(tmp_path / "HIDE_dataset")
@@ -179,6 +201,8 @@ def test_eval_writes_per_dataset_scores_and_the_results_table(ckpt, tmp_path):
     assert "| GoPro | 2 | gopro |" in table and "| HIDE | 3 | gopro |" in table
     written = json.loads((out / "results.json").read_text())
     assert written["model"]["width"] == 8 and written["datasets"]["hide"]["count"] == 3
+    used = default_options(torch.device("cpu")).as_dict()  # null options: the device's defaults
+    assert written["inference"] == used == summary["inference"]
 
     missing_root = _compose("eval", f"ckpt_path={ckpt}", "datasets=[realblur_j]", f"paths.output_dir={out}")
     with pytest.raises(ValueError, match="roots.realblur_j"):

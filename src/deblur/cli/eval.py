@@ -17,6 +17,10 @@ Outputs in ``cfg.paths.output_dir`` (Hydra's run dir), all written atomically:
   ``GOPR0384_11_00/000001.png``);
 * ``results.md``: one row per dataset with PSNR / SSIM columns (MSFS-Net Table 3 style);
 * ``results.json``: the checkpoint, the network config, the settings and each dataset's summary.
+
+Speed options (``channels_last``, ``precision``, ``fold_batchnorm``, ``compile``; null = the device's
+:func:`deblur.speedups.default_options`) as for ``deblur-predict``; the options used are recorded under
+``inference`` in ``results.json`` and each ``summary.json`` (``seconds_per_image`` depends on them).
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from deblur.cli.predict import _model_cfg, _tile, write_png
+from deblur.cli.predict import _inference_options, _model_cfg, _tile, write_png
 from deblur.cli.score import METRIC_COLUMNS, read_image, score_pair, write_outputs
 from deblur.config import register_configs
 from deblur.data.datasets import list_pairs, read_rgb
 from deblur.inference import load_network, pad_and_run, select_device, tiled_inference
 from deblur.metrics.protocol import to_uint8
 from deblur.paths import CONF_DIR
+from deblur.speedups import InferenceOptions, inference_context, prepare_for_inference, to_input
 from deblur.utils.io import atomic_write_json, atomic_write_text
 
 register_configs()
@@ -91,11 +96,14 @@ def evaluate_dataset(
     save_images: bool = False,
     limit: int | None = None,
     score_workers: int = 0,
+    options: InferenceOptions | None = None,
 ) -> dict[str, Any]:
     """Run ``net`` over dataset ``name``'s test split, score, write ``out_dir``/{scores.csv, summary.*}.
 
-    Returns the summary (per-image means of the protocol's metrics, ``count``, ``protocol``, ...).
+    ``net`` as :func:`deblur.speedups.prepare_for_inference` returns it for ``options`` (default: fp32
+    NCHW). Returns the summary (per-image means of the protocol's metrics, ``count``, ``protocol``, ...).
     """
+    options = options or InferenceOptions()
     pairs = list_pairs(name, data_cfg, "val")
     if limit is not None:
         pairs = pairs[:limit]
@@ -112,9 +120,9 @@ def evaluate_dataset(
         for i, (blurry_path, sharp_path, pair_name) in enumerate(pairs, start=1):
             blurry = read_rgb(blurry_path)
             x = torch.from_numpy(np.ascontiguousarray(blurry.transpose(2, 0, 1))).float().div_(255.0)
-            x = x[None].to(device)
+            x = to_input(x[None].to(device), options)
             start = time.perf_counter()
-            with torch.inference_mode():
+            with inference_context(options, device):
                 y = pad_and_run(net, x) if tile is None else tiled_inference(net, x, tile, tile_overlap)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
@@ -146,6 +154,7 @@ def evaluate_dataset(
         seconds_per_image=_mean(seconds),
         tile=tile,
         tile_overlap=tile_overlap if tile is not None else None,
+        inference=options.as_dict(),
     )
     if protocol == "realblur":
         summary["ecc_fallbacks"] = [r["name"] for r in rows if not r.get("ecc_converged", True)]
@@ -159,12 +168,21 @@ def _fmt(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
 
 
+def _describe(options: dict[str, Any] | None) -> str:
+    """``{"precision": "bf16", "channels_last": True, ...}`` -> ``bf16, channels_last``."""
+    if not options:
+        return "fp32"
+    flags = [key for key in ("channels_last", "fold_batchnorm", "compile") if options.get(key)]
+    return ", ".join([str(options.get("precision", "fp32")), *flags])
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The cross-dataset table: one row per dataset, PSNR / SSIM columns."""
     lines = [
         f"# Results: `{results['ckpt_path']}`",
         "",
-        f"Network: `{results['model'].get('name')}`; tile: {results['tile'] or 'none (whole images)'}.",
+        f"Network: `{results['model'].get('name')}`; tile: {results['tile'] or 'none (whole images)'}; "
+        f"inference: {_describe(results.get('inference'))}.",
         "",
         "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |",
         "|---|---|---|---|---|---|",
@@ -207,10 +225,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     limit = _as_int("limit", cfg.get("limit"), minimum=1, allow_none=True)
     workers = _as_int("score_workers", cfg.get("score_workers", 0))
     output_dir = Path(cfg.paths.output_dir)
+    device = select_device(cfg.get("device", "auto"))
+    inference = _inference_options(cfg, device)
 
     net, model_cfg = load_network(ckpt_path, _model_cfg(cfg))
-    device = select_device(cfg.get("device", "auto"))
-    net.to(device)
+    net = prepare_for_inference(net, inference, device)
+    log.info("inference options: %s", inference.as_dict())
     summaries: dict[str, Any] = {}
     for name in datasets:
         data_cfg = {
@@ -233,6 +253,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             save_images=bool(cfg.get("save_images", False)),
             limit=limit,
             score_workers=workers,
+            options=inference,
         )
     results = {
         "ckpt_path": ckpt_path,
@@ -241,6 +262,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "tile": tile,
         "tile_overlap": overlap if tile is not None else None,
         "limit": limit,
+        "inference": inference.as_dict(),
         "datasets": summaries,
     }
     atomic_write_json(output_dir / "results.json", results)

@@ -13,6 +13,9 @@
 * Any image size (padded to the network's multiple, cropped back); ``tile``/``tile_overlap`` run large
   images in overlapping tiles (``tile=null``: whole images). One image at a time; ``device=auto`` uses CUDA
   when available.
+* Speed options (:mod:`deblur.speedups`): ``channels_last``, ``precision`` (fp32 | bf16), ``fold_batchnorm``,
+  ``compile``; ``null`` (the default) takes :func:`deblur.speedups.default_options` for the device, an
+  explicit value overrides it. The options used are logged and returned under ``inference``.
 
 Image modes: grayscale inputs are replicated to RGB for the network and saved as grayscale (the mean of the
 three output channels); an alpha channel is set aside and re-attached unchanged; 16-bit inputs are
@@ -37,6 +40,14 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.config import register_configs
 from deblur.inference import load_network, pad_and_run, select_device, tiled_inference
 from deblur.paths import CONF_DIR
+from deblur.speedups import (
+    OPTION_KEYS,
+    InferenceOptions,
+    inference_context,
+    prepare_for_inference,
+    resolve_options,
+    to_input,
+)
 from deblur.utils.io import atomic_write
 
 register_configs()
@@ -157,11 +168,21 @@ def _glob_base(spec: str) -> Path:
 
 # ---------------------------------------------------------------- run
 def deblur(
-    net: torch.nn.Module, rgb: np.ndarray, device: torch.device, tile: int | None, overlap: int
+    net: torch.nn.Module,
+    rgb: np.ndarray,
+    device: torch.device,
+    tile: int | None,
+    overlap: int,
+    options: InferenceOptions | None = None,
 ) -> np.ndarray:
-    """One ``(H, W, 3)`` float image in [0, 1] through ``net`` -> ``(H, W, 3)`` float32 (not clamped)."""
+    """One ``(H, W, 3)`` float image in [0, 1] through ``net`` -> ``(H, W, 3)`` float32 (not clamped).
+
+    ``net`` as :func:`deblur.speedups.prepare_for_inference` returns it for ``options`` (default: fp32 NCHW).
+    """
+    options = options or InferenceOptions()
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
-    with torch.inference_mode():
+    x = to_input(x, options)
+    with inference_context(options, device):
         y = pad_and_run(net, x) if tile is None else tiled_inference(net, x, tile, overlap)
     return y[0].float().cpu().numpy().transpose(1, 2, 0)
 
@@ -181,10 +202,18 @@ def _tile(cfg: DictConfig) -> tuple[int | None, int]:
     return tile, int(overlap)
 
 
+def _inference_options(cfg: DictConfig, device: torch.device) -> InferenceOptions:
+    """The speed options of ``cfg`` (keys ``channels_last``, ``precision``, ``fold_batchnorm``, ``compile``):
+    null takes :func:`deblur.speedups.default_options` for ``device``; bad values raise naming the key."""
+    return resolve_options(device, **{key: cfg.get(key) for key in OPTION_KEYS})
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Deblur ``cfg.input`` into ``cfg.output``; returns ``{"written": [...], "skipped": [...], ...}``."""
     ckpt_path, spec, output = str(cfg.ckpt_path), str(cfg.input), str(cfg.output)  # '???' fails here
     tile, overlap = _tile(cfg)
+    device = select_device(cfg.get("device", "auto"))
+    options = _inference_options(cfg, device)
     inputs, input_dirs = collect_inputs(spec, recursive=bool(cfg.get("recursive", False)))
     out_dir = Path(output).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
@@ -204,9 +233,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError(f"several inputs map to the same output name(s) {dup[:10]}; give a folder instead")
 
     net, model_cfg = load_network(ckpt_path, _model_cfg(cfg))
-    device = select_device(cfg.get("device", "auto"))
-    net.to(device)
+    net = prepare_for_inference(net, options, device)
     log.info("network %s on %s; %d image(s)", model_cfg.get("name"), device, len(inputs))
+    log.info("inference options: %s", options.as_dict())
     written, skipped = [], []
     for path, name in inputs:
         target = out_dir / f"{name}.png"
@@ -215,7 +244,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             skipped.append(str(target))
             continue
         rgb, meta = read_input(path)
-        result = deblur(net, rgb, device, tile, overlap)
+        result = deblur(net, rgb, device, tile, overlap, options)
         write_png(target, encode_output(result, meta))
         written.append(str(target))
         log.info("%s -> %s", path, target)
@@ -227,6 +256,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "output": str(out_dir),
         "model": model_cfg,
         "device": str(device),
+        "inference": options.as_dict(),
     }
 
 
