@@ -1,0 +1,17 @@
+"""``deblur-bench``: the cost of every model, loader and analysis, against the machine's own limit.
+
+One run (``deblur.cli.bench``) measures, on one device:
+
+* :mod:`~deblur.bench.peak`: the machine's peak 3x3-convolution rate (GFLOP/s) for each precision and
+  memory format it offers;
+* :mod:`~deblur.bench.models`: per model / ablation preset: parameters, fp32 size, multiply-accumulates
+  (``torch.utils.flop_counter``), forward latency and images/s under each speed option of
+  :mod:`deblur.speedups`, achieved GFLOP/s as a fraction of the peak, training-step samples/s (fp32 and
+  bf16-mixed), peak memory;
+* :mod:`~deblur.bench.pipeline`: data-loader samples/s against what a training step consumes, the
+  frequency analysis against a plain per-image NumPy / scikit-image loop, tiled against untiled inference
+  memory on a large image, and a short fp32 vs bf16-mixed training run;
+* :mod:`~deblur.bench.report`: ``bench.json`` and ``bench.md``.
+
+Timing and memory helpers are in :mod:`~deblur.bench.timing`. Figures belong here, never in timed tests.
+"""

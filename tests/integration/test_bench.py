@@ -1,0 +1,118 @@
+"""deblur-bench on tiny networks: it writes bench.json with the documented keys and bench.md, and its
+analysis baseline agrees with deblur.analysis (so the speed-up compares equal work)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from deblur.bench.pipeline import plain_band_entropies
+from deblur.bench.report import strict_json
+from deblur.cli.bench import run
+from deblur.paths import CONF_DIR
+
+TINY_BENCH = [
+    "presets=[msfs_small,fddn_small,fddn_small+no_fsb]", "timed=[msfs_small]",
+    "model_overrides=['model.width=8']",
+    "mac_sizes=[[32,32]]", "forward.size=32", "forward.batch=2", "forward.hd=[24,40]", "train_step.size=32",
+    "train_step.batch=2", "timing.warmup=0", "timing.repeats=1", "peak.widths=[8]", "peak.size=16",
+    "peak.repeats=1", "loader.batches=2", "loader.num_workers=0", "analysis.images=2", "analysis.size=32",
+    "analysis.repeats=1", "tiling.size=[80,96]", "tiling.tile=48", "tiling.overlap=8",
+    "precision_run.overrides=[" + ",".join(f"'{o}'" for o in (
+        "model=msfs_small", "debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1", "data.crop_size=32", "data.val_crop_size=32", "data.pairs_per_photo=1",
+        "data.repeats=1", "data.val_pairs_per_photo=1", "callbacks.frequency_gap=null")) + "]",
+    "targets_preset=msfs_small",
+]  # fmt: skip
+
+#: the key paths the README's performance section documents
+DOCUMENTED = [
+    "machine.device",
+    "peak.best.gflops",
+    "peak.fp32_nchw.gflops",
+    "peak.bf16_channels_last.gflops",
+    "models.msfs_small.params",
+    "models.msfs_small.size_mb",
+    "models.msfs_small.gmacs_32x32",
+    "models.msfs_small.forward.ms",
+    "models.msfs_small.forward.images_per_s",
+    "models.msfs_small.forward.gflops",
+    "models.msfs_small.forward.fraction_of_peak",
+    "models.msfs_small.forward.psnr_vs_fp32",
+    "models.msfs_small.forward.peak_memory_mib",
+    "models.msfs_small.forward.options.precision",
+    "models.msfs_small.forward_options.fp32.ms",
+    "models.msfs_small.forward_options.bf16_channels_last.psnr_vs_fp32",
+    "models.msfs_small.forward_hd.ms",
+    "models.msfs_small.re_encode.speedup",
+    "models.msfs_small.train_step.fp32.samples_per_s",
+    "models.msfs_small.train_step.bf16-mixed.samples_per_s",
+    "models.fddn_small.size_mb",
+    "models.fddn_small+no_fsb.gmacs_32x32",
+    "loader.samples_per_s",
+    "loader.ratio",
+    "analysis.speedup",
+    "tiling.tiled.peak_memory_mib",
+    "tiling.untiled.peak_memory_mib",
+    "precision_run.psnr_difference_db",
+    "targets.forward_fraction_of_peak.met",
+]
+
+
+def _get(tree: dict, path: str):
+    node = tree
+    for key in path.split("."):
+        assert isinstance(node, dict) and key in node, f"bench.json lacks {path} (at {key!r})"
+        node = node[key]
+    return node
+
+
+def test_bench_writes_every_documented_key(tmp_path):
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("bench", overrides=[*TINY_BENCH, f"output={tmp_path}"])
+    run(cfg)
+    result = json.loads((tmp_path / "bench.json").read_text())
+    for path in DOCUMENTED:
+        _get(result, path)
+    assert "error" not in result["loader"] and "error" not in result["precision_run"]
+    small = result["models"]["msfs_small"]
+    assert small["params"] == sum(p.numel() for p in _tiny_msfs().parameters())
+    assert (
+        small["forward"]["fraction_of_peak"] > 0 and small["forward_options"]["fp32"]["psnr_vs_fp32"] is None
+    )
+    assert "forward" not in result["models"]["fddn_small"]  # counted, not timed
+    assert "| msfs_small |" in (tmp_path / "bench.md").read_text()
+
+
+def _tiny_msfs():
+    from omegaconf import OmegaConf
+
+    from deblur.cli.bench import compose_train
+    from deblur.models.registry import build_model
+
+    cfg = compose_train(["model=msfs_small", "model.width=8"])
+    return build_model(OmegaConf.to_container(cfg.model, resolve=True))
+
+
+def test_plain_analysis_loop_matches_the_batched_analysis():
+    from deblur.analysis.frequency import band_entropies
+
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(0.5, 0.2, (40, 48, 3)), 0, 1)
+    ours = band_entropies(torch.from_numpy(image).permute(2, 0, 1)[None])
+    plain = plain_band_entropies(image)
+    for band in ("high", "low"):
+        for k, scale in enumerate(("1", "1/2", "1/4")):
+            key = scale if scale in ours[band] else list(ours[band])[k]
+            assert float(ours[band][key][0]) == pytest.approx(plain[band][k], abs=0.02), (band, scale)
+
+
+def test_strict_json_has_no_infinity():
+    assert strict_json({"a": [float("inf"), 1.0], "b": {"c": float("nan")}}) == {
+        "a": [None, 1.0],
+        "b": {"c": None},
+    }
