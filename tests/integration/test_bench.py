@@ -51,6 +51,8 @@ DOCUMENTED = [
     "models.msfs_small.re_encode.speedup",
     "models.msfs_small.train_step.fp32.samples_per_s",
     "models.msfs_small.train_step.bf16-mixed.samples_per_s",
+    "models.msfs_small.train_step_nchw.fp32.samples_per_s",
+    "models.msfs_small.train_gmacs_32x32",
     "models.fddn_small.size_mb",
     "models.fddn_small+no_fsb.gmacs_32x32",
     "loader.samples_per_s",

@@ -230,17 +230,22 @@ def bench_train_step(
     size: int,
     timing: dict[str, Any],
     precisions: list[str],
+    channels_last: bool = True,
 ) -> dict[str, Any]:
     """Training-step samples/s (forward with features, loss, backward, Adam step) per precision:
-    ``fp32`` and ``bf16-mixed`` (``torch.autocast`` bf16, as Lightning's ``precision=bf16-mixed``)."""
+    ``fp32`` and ``bf16-mixed`` (``torch.autocast`` bf16, as Lightning's ``precision=bf16-mixed``), in
+    the memory format ``deblur-train`` uses (``channels_last``, the train.yaml default) or NCHW."""
     from deblur.lit.restoration import RestorationModule
 
     torch.manual_seed(0)
-    module = RestorationModule(model=model_cfg, loss=loss_cfg, optim={"name": "adam", "lr": 1e-4}).to(device)
-    module.train()
+    optim = {"name": "adam", "lr": 1e-4}
+    module = RestorationModule(model=model_cfg, loss=loss_cfg, optim=optim, channels_last=channels_last)
+    module = module.to(device).train()
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
-    blurry = sample_batch(batch, size, size, device)
-    sharp = sample_batch(batch, size, size, device).flip(-1)
+    batch_in = {"blurry": sample_batch(batch, size, size, device)}
+    batch_in["sharp"] = batch_in["blurry"].flip(-1)
+    batch_in = module.on_after_batch_transfer(batch_in, 0)
+    blurry, sharp = batch_in["blurry"], batch_in["sharp"]
     out: dict[str, Any] = {}
     for precision in precisions:
         autocast = precision == "bf16-mixed"

@@ -10,7 +10,8 @@ Keys of ``bench.json`` (documented in the README's performance section):
   ``psnr_vs_fp32``, ``peak_memory_mib``, ``options``), ``forward_options.<option>`` (the same per speed
   option), ``forward_hd`` (one 1280x720 image), ``re_encode`` (MSFS-Net) and ``train_step.<precision>``
   (``ms``, ``samples_per_s``, ``peak_memory_mib``, ``gflops``, ``fraction_of_peak``; the step's work is
-  ``train_gmacs_<W>x<H>`` per sample, counted on the meta device with the loss's feature passes).
+  ``train_gmacs_<W>x<H>`` per sample, counted on the meta device with the loss's feature passes;
+  channels_last, as ``deblur-train`` trains by default) and ``train_step_nchw.<precision>`` (before).
 * ``loader``, ``analysis``, ``tiling``, ``precision_run``: see :mod:`deblur.bench.pipeline`.
 * ``targets``: each target of the benchmark issue with its value, threshold and ``met``.
 """

@@ -128,11 +128,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         except Exception as err:  # noqa: BLE001
             log.exception("forward of %s failed", preset)
             entry["forward_error"] = f"{type(err).__name__}: {err}"
-        _guarded(entry, "train_step", models.bench_train_step, model_cfg, loss_cfg, device, step.batch,
-                 step.size, timing, list(step.precisions))  # fmt: skip
+        for key, layout in (("train_step", True), ("train_step_nchw", False)):
+            _guarded(entry, key, models.bench_train_step, model_cfg, loss_cfg, device, step.batch,
+                     step.size, timing, list(step.precisions), layout)  # fmt: skip
         key = f"train_gmacs_{models.size_key(step.size, step.size)}"
         entry[key] = models.count_train_step(model_cfg, loss_cfg, step.size, step.batch)
-        for figures in entry["train_step"].values():
+        for figures in [*entry["train_step"].values(), *entry["train_step_nchw"].values()]:
             if isinstance(figures, dict) and "ms" in figures:
                 figures["gflops"] = 2 * entry[key] * step.batch / (figures["ms"] / 1e3)
                 figures["fraction_of_peak"] = figures["gflops"] / peak

@@ -134,7 +134,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         data=_container(cfg.data), augment=_container(cfg.get("augment")), shuffle_seed=int(cfg.seed)
     )
     module = RestorationModule(
-        model=_container(cfg.model), loss=_container(cfg.loss), optim=_container(cfg.optim)
+        model=_container(cfg.model),
+        loss=_container(cfg.loss),
+        optim=_container(cfg.optim),
+        channels_last=bool(cfg.get("channels_last", False)),
     )
     trainer = build_trainer(cfg)
     wandb_loggers = wandb_loggers_of(trainer)
