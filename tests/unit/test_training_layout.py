@@ -1,5 +1,5 @@
 """channels_last training (train.yaml ``channels_last``): the same network, loss and gradients as NCHW up
-to float rounding; batches are converted after the transfer to the device."""
+to float rounding; batches are converted at the start of each step."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def test_channels_last_gives_the_nchw_loss_and_gradients():
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     torch.manual_seed(1)
     batch = {"blurry": torch.rand(2, 3, 32, 32), "sharp": torch.rand(2, 3, 32, 32)}
-    converted = fast.on_after_batch_transfer(dict(batch), 0)
+    converted = fast.to_layout(dict(batch))
     assert converted["blurry"].is_contiguous(memory_format=torch.channels_last)
-    assert plain.on_after_batch_transfer(dict(batch), 0)["blurry"].is_contiguous()
+    assert plain.to_layout(dict(batch))["blurry"].is_contiguous()
     _, loss_a, _ = plain._loss(batch["blurry"], batch["sharp"])
     _, loss_b, _ = fast._loss(converted["blurry"], converted["sharp"])
     assert torch.allclose(loss_a, loss_b, rtol=1e-5, atol=1e-6)

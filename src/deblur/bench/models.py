@@ -244,7 +244,7 @@ def bench_train_step(
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
     batch_in = {"blurry": sample_batch(batch, size, size, device)}
     batch_in["sharp"] = batch_in["blurry"].flip(-1)
-    batch_in = module.on_after_batch_transfer(batch_in, 0)
+    batch_in = module.to_layout(batch_in)
     blurry, sharp = batch_in["blurry"], batch_in["sharp"]
     out: dict[str, Any] = {}
     for precision in precisions:

@@ -59,7 +59,10 @@ class RestorationModule(L.LightningModule):
     def forward(self, blurry: torch.Tensor) -> torch.Tensor:
         return self.net(blurry)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+    def to_layout(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch's 4-D ``blurry`` / ``sharp`` in the network's memory format (channels_last or as is).
+        (Not ``on_after_batch_transfer``: Lightning warns when a module overrides it next to a
+        DataModule.)"""
         if self.channels_last and isinstance(batch, dict):
             for key in ("blurry", "sharp"):
                 if isinstance(batch.get(key), torch.Tensor) and batch[key].ndim == 4:
@@ -76,6 +79,7 @@ class RestorationModule(L.LightningModule):
         return pred, total, parts
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        batch = self.to_layout(batch)
         _, total, parts = self._loss(batch["blurry"], batch["sharp"])
         if not torch.isfinite(total):
             raise FloatingPointError(
@@ -91,6 +95,7 @@ class RestorationModule(L.LightningModule):
         return total
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        batch = self.to_layout(batch)
         blurry, sharp = batch["blurry"], batch["sharp"]
         pred = self.net(blurry).clamp(0.0, 1.0)
         # unpaired data (data=folder) has no ground truth: show images, score nothing
