@@ -87,8 +87,9 @@ import contextlib
 import copy
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -138,6 +139,15 @@ class InferenceOptions:
     def as_dict(self) -> dict[str, bool | str]:
         """``{"channels_last": ..., "precision": ..., "fold_batchnorm": ..., "compile": ...}`` for records."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def describe_options(options: Mapping[str, Any] | None) -> str:
+    """A record's options (:meth:`InferenceOptions.as_dict`) in words: ``bf16, channels_last`` (``fp32``
+    when none is recorded)."""
+    if not options:
+        return "fp32"
+    flags = [key for key in ("channels_last", "fold_batchnorm", "compile") if options.get(key)]
+    return ", ".join([str(options.get("precision", "fp32")), *flags])
 
 
 # ---------------------------------------------------------------- BatchNorm folding

@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from deblur.speedups import describe_options
 from deblur.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -100,10 +101,7 @@ def markdown(result: dict[str, Any]) -> str:
         row += [_fmt(fig.get(f"gmacs_{s}"), 1) for s in sizes]
         fwd = fig.get("forward")
         if fwd:
-            opts = fwd["options"]
-            label = "+".join(
-                [opts["precision"]] + [k for k in ("channels_last", "fold_batchnorm", "compile") if opts[k]]
-            )
+            label = describe_options(fwd["options"])
             row += [_fmt(fwd["ms"], 0), _fmt(fwd["images_per_s"]), _fmt(fwd["gflops"], 1),
                     _fmt(fwd["fraction_of_peak"]), label, _fmt(fwd["psnr_vs_fp32"], 1)]  # fmt: skip
             row.append(_fmt(fig.get("forward_hd", {}).get("ms"), 0))

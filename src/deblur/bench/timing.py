@@ -26,10 +26,12 @@ def synchronize(device: torch.device) -> None:
 
 @dataclass
 class Timing:
-    """``seconds``: median seconds per call; ``runs``: how many calls were timed."""
+    """``seconds``: median seconds per call; ``runs``: how many calls were timed; ``result``: what the
+    last call returned."""
 
     seconds: float
     runs: int
+    result: Any = None
 
 
 def time_call(
@@ -43,24 +45,25 @@ def time_call(
     times: list[float] = []
     for i in range(max(warmup, 0) + max(repeats, 1)):
         start = time.perf_counter()
-        fn()
+        result = fn()
         synchronize(device)
         elapsed = time.perf_counter() - start
         if i == 0 and elapsed > long_call_s:
-            return Timing(elapsed, 1)  # a long call: allocation warm-up is small next to it
+            return Timing(elapsed, 1, result)  # a long call: allocation warm-up is small next to it
         if i >= warmup:
             times.append(elapsed)
-    return Timing(statistics.median(times), len(times))
+    return Timing(statistics.median(times), len(times), result)
 
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
-def _vm_hwm_bytes() -> int | None:
+def _status_bytes(field: str) -> int | None:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes; None where unknown."""
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
@@ -69,13 +72,7 @@ def _vm_hwm_bytes() -> int | None:
 
 def current_rss_bytes() -> int:
     """The process's resident set size now (Linux ``VmRSS``; 0 where unknown)."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return 0
-    return 0
+    return _status_bytes("VmRSS") or 0
 
 
 def _reset_vm_hwm() -> bool:
@@ -112,7 +109,7 @@ class PeakMemory:
             synchronize(self.device)
             self.bytes, self.kind = torch.cuda.max_memory_allocated(self.device), "cuda_max_allocated"
             return
-        hwm = _vm_hwm_bytes() if self._resettable else None
+        hwm = _status_bytes("VmHWM") if self._resettable else None
         if hwm is not None:
             self.bytes, self.kind = hwm, "rss"
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def _machine(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": name,
         "threads": torch.get_num_threads(),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -131,11 +132,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         for key, layout in (("train_step", True), ("train_step_nchw", False)):
             _guarded(entry, key, models.bench_train_step, model_cfg, loss_cfg, device, step.batch,
                      step.size, timing, list(step.precisions), layout)  # fmt: skip
-        key = f"train_gmacs_{models.size_key(step.size, step.size)}"
-        entry[key] = models.count_train_step(model_cfg, loss_cfg, step.size, step.batch)
+        work = f"train_gmacs_{models.size_key(step.size, step.size)}"
+        entry[work] = models.count_train_step(model_cfg, loss_cfg, step.size, step.batch)
         for figures in [*entry["train_step"].values(), *entry["train_step_nchw"].values()]:
             if isinstance(figures, dict) and "ms" in figures:
-                figures["gflops"] = 2 * entry[key] * step.batch / (figures["ms"] / 1e3)
+                figures["gflops"] = 2 * entry[work] * step.batch / (figures["ms"] / 1e3)
                 figures["fraction_of_peak"] = figures["gflops"] / peak
 
     if cfg.loader.enabled:
@@ -150,10 +151,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.tiling.enabled:
         log.info("tiled inference")
         t = cfg.tiling
-        result_tiling = {"preset": t.preset}
-        _guarded(result_tiling, "figures", pipeline.bench_tiling, configs[t.preset][0], t.size[0], t.size[1],
+        _guarded(result, "tiling", pipeline.bench_tiling, configs[t.preset][0], t.size[0], t.size[1],
                  t.tile, t.overlap, bool(t.untiled), torch.get_num_threads())  # fmt: skip
-        result["tiling"] = {"preset": t.preset, **result_tiling["figures"]}
+        result["tiling"] = {"preset": t.preset, **result["tiling"]}
     if cfg.precision_run.enabled:
         log.info("fp32 vs bf16-mixed training run")
         overrides = [*cfg.precision_run.overrides, *cfg.model_overrides, f"seed={cfg.seed}"]

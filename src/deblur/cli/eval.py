@@ -46,7 +46,13 @@ from deblur.data.datasets import list_pairs, read_rgb
 from deblur.inference import load_network, pad_and_run, select_device, tiled_inference
 from deblur.metrics.protocol import to_uint8
 from deblur.paths import CONF_DIR
-from deblur.speedups import InferenceOptions, inference_context, prepare_for_inference, to_input
+from deblur.speedups import (
+    InferenceOptions,
+    describe_options,
+    inference_context,
+    prepare_for_inference,
+    to_input,
+)
 from deblur.utils.io import atomic_write_json, atomic_write_text
 
 register_configs()
@@ -168,21 +174,13 @@ def _fmt(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
 
 
-def _describe(options: dict[str, Any] | None) -> str:
-    """``{"precision": "bf16", "channels_last": True, ...}`` -> ``bf16, channels_last``."""
-    if not options:
-        return "fp32"
-    flags = [key for key in ("channels_last", "fold_batchnorm", "compile") if options.get(key)]
-    return ", ".join([str(options.get("precision", "fp32")), *flags])
-
-
 def results_markdown(results: dict[str, Any]) -> str:
     """The cross-dataset table: one row per dataset, PSNR / SSIM columns."""
     lines = [
         f"# Results: `{results['ckpt_path']}`",
         "",
         f"Network: `{results['model'].get('name')}`; tile: {results['tile'] or 'none (whole images)'}; "
-        f"inference: {_describe(results.get('inference'))}.",
+        f"inference: {describe_options(results.get('inference'))}.",
         "",
         "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |",
         "|---|---|---|---|---|---|",

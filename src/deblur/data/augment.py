@@ -53,6 +53,8 @@ import albumentations as A
 import numpy as np
 import torch
 
+from deblur.utils.seeding import derive_seed
+
 #: Config name -> albumentations 2.0.8 class. Scene transforms go under ``scene`` (both images);
 #: image-only degradations may go under ``capture`` (blurry input only).
 KNOWN_TRANSFORMS: dict[str, type[A.BasicTransform]] = {
@@ -151,10 +153,6 @@ def _failing_argument(error: Exception, kwargs: Mapping[str, Any]) -> str | None
     return None
 
 
-def _derive_seed(*values: int) -> int:
-    return int(np.random.SeedSequence([int(v) & 0xFFFFFFFFFFFFFFFF for v in values]).generate_state(1)[0])
-
-
 class PairAugment:
     """``(blurry uint8 HxWx3, sharp uint8 HxWx3) -> (blurry, sharp)``; built by :func:`make_pipeline`.
 
@@ -186,14 +184,14 @@ class PairAugment:
         """
         for index, compose in enumerate((self.scene, self.capture)):
             if compose is not None:
-                stream_seed = _derive_seed(seed, index)
+                stream_seed = derive_seed(seed, index)
                 compose.set_random_state(np.random.default_rng(stream_seed), random.Random(stream_seed))
 
     def seed_draw(self, draw_seed: int) -> None:
         """Seed the next call from ``(seed, draw_seed)`` (a training draw, see ``deblur.data.samplers``);
         from then on this copy of the pipeline no longer re-seeds itself per worker."""
         self._per_draw = True
-        self.reseed(_derive_seed(self.seed, draw_seed))
+        self.reseed(derive_seed(self.seed, draw_seed))
 
     def _maybe_reseed_for_worker(self) -> None:
         info = torch.utils.data.get_worker_info()
@@ -202,7 +200,7 @@ class PairAugment:
         key = (int(info.id), int(torch.initial_seed()))
         if key != self._worker_key:
             self._worker_key = key
-            self.reseed(_derive_seed(self.seed, *key))
+            self.reseed(derive_seed(self.seed, *key))
 
     def __call__(self, blurry: np.ndarray, sharp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if blurry.shape != sharp.shape or blurry.ndim != 3 or blurry.shape[2] != 3:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sized
 
-import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
+
+from deblur.utils.seeding import derive_seed
 
 #: ``(index, draw_seed)``: what :class:`EpochShuffleSampler` yields and ``PairDataset`` accepts
 Draw = tuple[int, int]
@@ -32,8 +33,7 @@ PositionSource = Callable[[], "tuple[int, int] | None"]
 
 def draw_seed(seed: int, epoch: int, index: int) -> int:
     """The seed of sample ``index``'s random crop and augmentation in ``epoch`` (a 32-bit integer)."""
-    values = [int(v) & 0xFFFFFFFFFFFFFFFF for v in (seed, epoch, index)]
-    return int(np.random.SeedSequence(values).generate_state(1)[0])
+    return derive_seed(seed, epoch, index)
 
 
 class EpochShuffleSampler(DistributedSampler):
