@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deblur.analysis.tables import ablation_table, load_runs, summarize
-from deblur.utils.io import atomic_write_text
+from deblur.utils.files import atomic_write_text
 
 
 def collect_ablation(

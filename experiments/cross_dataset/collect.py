@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from deblur.analysis.tables import cross_dataset_table
-from deblur.utils.io import atomic_write_text
+from deblur.utils.files import atomic_write_text
 
 
 def collect(eval_dir: Path, out: Path | None = None) -> Path:

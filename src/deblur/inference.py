@@ -11,25 +11,24 @@
 Neither function changes the grad mode: call them under ``torch.inference_mode()`` for inference (or
 :func:`deblur.speedups.inference_context`, which adds bf16 autocast when asked for).
 
-:func:`load_network` rebuilds a network from a Lightning checkpoint or a plain state dict, always with
-``torch.load(..., weights_only=True)`` so that an untrusted file cannot run code.
+* :func:`restore`: one image of any kind (numpy uint8 / uint16 / float, gray / RGB / RGBA, or a tensor)
+  through a network, under inference mode, padded or tiled; the result has the input's kind.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
 from deblur.models.padding import crop_to, pad_to_multiple
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from deblur.config.inference import InferenceSettings
+    from deblur.speedups import InferenceOptions
 
 
 def pad_and_run(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
@@ -122,100 +121,106 @@ def tiled_inference(net: nn.Module, image: torch.Tensor, tile: int, tile_overlap
     return output / weight
 
 
-# ---------------------------------------------------------------- checkpoints
-class CheckpointError(ValueError):
-    """A checkpoint that cannot (or must not) be loaded; the message names the file."""
+# ---------------------------------------------------------------- whole images
+def _net_device(net: nn.Module) -> torch.device:
+    for tensor in net.parameters():
+        return tensor.device
+    return torch.device("cpu")
 
 
-def _strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+def restore(
+    net: nn.Module,
+    image: np.ndarray | torch.Tensor,
+    tile: int | None = None,
+    options: InferenceOptions | None = None,
+    tile_overlap: int = 32,
+) -> np.ndarray | torch.Tensor:
+    """Deblur one image of any size with ``net``; the result has the input's kind, size and layout.
 
+    Args:
+        net: a network in eval mode (as :func:`deblur.checkpoints.load_model` returns it, or prepared by
+            :func:`deblur.speedups.prepare_for_inference` for ``options``). The image goes to its device.
+        image: a numpy array ``(H, W)`` (gray), ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA; alpha kept as
+            it is) of uint8, uint16 or floats in [0, 1]; or a tensor ``(3, H, W)`` / ``(N, 3, H, W)`` of
+            floats in [0, 1].
+        tile: run in overlapping ``tile`` x ``tile`` windows (:func:`tiled_inference`); None: whole image.
+        options: the speed options ``net`` was prepared with (memory format, bf16 autocast); None: fp32.
+        tile_overlap: minimum overlap of the tiles in pixels.
 
-def load_network(
-    ckpt_path: str | os.PathLike, model_cfg: Mapping[str, Any] | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a network from a checkpoint; returns ``(net in eval mode on the CPU, model config dict)``.
+    Returns:
+        The deblurred image, clipped to [0, 1]: integers are rounded to nearest in the input's dtype;
+        floats keep their dtype; a tensor keeps its shape, dtype and device. Gray inputs give the mean of
+        the three output channels.
 
-    The file is always read with ``torch.load(path, map_location="cpu", weights_only=True)``: a file whose
-    pickle refers to anything but tensors and plain containers is refused (:class:`CheckpointError` naming
-    the file) and none of its code runs.
-
-    * A Lightning checkpoint (a dict with ``state_dict``): the network is built from
-      ``hyper_parameters["model"]`` with :func:`deblur.models.registry.build_model`, its weights are the
-      ``state_dict`` entries prefixed ``net.`` (loss weights and metric states are ignored).
-    * A plain state dict (tensors by name; ``net.`` / ``module.`` prefixes are stripped): ``model_cfg``
-      must describe the network (``model=<option>`` on the command line).
-
-    An explicit ``model_cfg`` takes precedence over the checkpoint's hyperparameters.
+    Examples:
+        >>> import numpy as np
+        >>> from deblur.models.registry import build_model
+        >>> net = build_model("fddn_small").eval()
+        >>> out = restore(net, np.zeros((30, 41, 3), np.uint8))
+        >>> out.shape, out.dtype
+        ((30, 41, 3), dtype('uint8'))
     """
-    from deblur.models.registry import build_model
+    from deblur.speedups import InferenceOptions, inference_context, to_input
 
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path does not exist or is not a file: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError for foreign objects, RuntimeError for non-checkpoints
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"refused to load ckpt_path={path}: it is not a plain weights checkpoint "
-            f"(torch.load(weights_only=True) failed: {first}). Checkpoints are never unpickled with "
-            "arbitrary code; re-save the weights as a state dict (torch.save(net.state_dict(), ...))."
-        ) from err
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"ckpt_path={path} holds a {type(obj).__name__}, not a checkpoint dict")
+    options = options or InferenceOptions()
+    device = _net_device(net)
+    if isinstance(image, torch.Tensor):
+        if image.ndim not in (3, 4) or image.shape[-3] != 3:
+            raise ValueError(f"restore takes a (3, H, W) or (N, 3, H, W) tensor, got {tuple(image.shape)}")
+        batch = image[None] if image.ndim == 3 else image
+        x = to_input(batch.to(device=device, dtype=torch.float32), options)
+        with torch.inference_mode(), inference_context(options, device):
+            if tile is None:
+                y = pad_and_run(net, x)
+            else:
+                y = torch.cat([tiled_inference(net, x[i : i + 1], tile, tile_overlap) for i in range(len(x))])
+        y = y.float().clamp_(0.0, 1.0).to(device=image.device, dtype=image.dtype)
+        return y[0] if image.ndim == 3 else y
 
-    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        state = dict(obj["state_dict"])
-        hparams = obj.get("hyper_parameters") or {}
-        ckpt_model = hparams.get("model") if isinstance(hparams, Mapping) else None
-        if any(k.startswith("net.") for k in state):
-            state = _strip_prefix(state, "net.")
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"restore takes a numpy array or a torch tensor, got {type(image).__name__}")
+    if image.ndim == 2:
+        rgb, alpha = np.repeat(image[:, :, None], 3, axis=2), None
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
+        rgb, alpha = image[:, :, :3], (image[:, :, 3] if image.shape[2] == 4 else None)
     else:
-        state = dict(obj)
-        ckpt_model = None
-        for prefix in ("module.", "net."):
-            if state and all(k.startswith(prefix) for k in state):
-                state = _strip_prefix(state, prefix)
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"ckpt_path={path}: the state dict holds entries that are not tensors")
-
-    if model_cfg is not None:
-        cfg = dict(model_cfg)
-        if ckpt_model is not None and dict(ckpt_model) != cfg:
-            log.warning("model=%s (command line) overrides the checkpoint's model %s", cfg, ckpt_model)
-    elif ckpt_model is not None:
-        cfg = dict(ckpt_model)
+        raise ValueError(f"restore takes an (H, W), (H, W, 3) or (H, W, 4) array, got shape {image.shape}")
+    if image.dtype in (np.uint8, np.uint16):
+        scale = float(np.iinfo(image.dtype).max)
+    elif np.issubdtype(image.dtype, np.floating):
+        scale = 1.0
     else:
-        raise CheckpointError(
-            f"ckpt_path={path} is a plain state dict without a network description: name the network "
-            "with model=<option> (e.g. model=msfs_small or model=msfs, plus model.width=... if needed)"
-        )
-    cfg.pop("_target_", None)
-    net = build_model(cfg)
-    try:
-        result = net.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        detail = [line.strip() for line in str(err).splitlines() if line.strip().startswith("size mismatch")]
-        raise CheckpointError(
-            f"ckpt_path={path} does not match the network {cfg}: {len(detail)} weight(s) differ in shape "
-            f"(e.g. {detail[0] if detail else err}). Check model=... and its options."
-        ) from err
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"ckpt_path={path} does not match the network {cfg}: "
-            f"{len(result.missing_keys)} missing weight(s) (e.g. {result.missing_keys[:3]}), "
-            f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]}). "
-            "Check model=... and its options."
-        )
-    return net.eval(), cfg
+        raise ValueError(f"restore takes uint8, uint16 or float images, got {image.dtype}")
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(scale))
+    y = restore(net, x, tile, options, tile_overlap).numpy().transpose(1, 2, 0)
+    if image.ndim == 2:
+        y = y.mean(axis=2)
+    if scale != 1.0:
+        y = np.rint(y * scale).astype(image.dtype)
+    else:
+        y = y.astype(image.dtype, copy=False)
+    if alpha is not None:
+        y = np.dstack([y, alpha.astype(y.dtype)])
+    return y
 
 
-def select_device(device: str | None) -> torch.device:
-    """``auto`` (or None): CUDA when available, else the CPU; otherwise ``torch.device(device)``."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(str(device))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device} was asked for but CUDA is not available (use device=auto or cpu)")
-    return dev
+def prepare_network(
+    net: nn.Module, settings: InferenceSettings | None = None
+) -> tuple[nn.Module, InferenceOptions, torch.device]:
+    """Get a loaded network ready to run as ``settings`` say: device, speed options (and TLC).
+
+    Args:
+        net: a network in eval mode (e.g. from :func:`deblur.checkpoints.load_model`); left unchanged.
+        settings: the inference settings (:class:`deblur.config.inference.InferenceSettings`); None: defaults.
+
+    Returns:
+        ``(prepared network, the speed options used, the device)``; pass the options to :func:`restore`.
+    """
+    from deblur.config.inference import InferenceSettings
+    from deblur.speedups import prepare_for_inference, resolve_options
+    from deblur.utils.device import select_device
+
+    settings = settings or InferenceSettings()
+    device = select_device(settings.device)
+    options = resolve_options(device, **settings.speed)
+    return prepare_for_inference(net, options, device), options, device

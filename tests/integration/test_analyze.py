@@ -17,7 +17,8 @@ from omegaconf.errors import ValidationError
 
 from deblur.analysis.callback import FrequencyGap, metric_name
 from deblur.analysis.frequency import FrequencyConfig, band_entropies, compare_entropies
-from deblur.cli.analyze import analyze, load_network, register_analyze_configs
+from deblur.checkpoints import load_model
+from deblur.cli.analyze import analyze, register_analyze_configs
 from deblur.data.datamodule import DeblurDataModule
 from deblur.data.synthetic import VAL_PHOTOS
 from deblur.lit.restoration import RestorationModule
@@ -113,7 +114,7 @@ def test_checkpoint_adds_deblurred_images_and_fig7(compose_analyze, tmp_path, ch
     assert len(payload["entropy"]["deblurred"]["high"]["1/4"]) == payload["num_pairs"] == 3
     assert (tmp_path / "fig7_sharp_vs_deblurred.png").exists()
     # the numbers are those of the network's outputs
-    net = load_network(checkpoint, torch.device("cpu"))
+    net, _ = load_model(checkpoint)
     data = DeblurDataModule(data=SMALL_DATA_DICT)
     data.setup("validate")
     samples = [data.val_set[i] for i in range(len(data.val_set))]  # (datasets wrap around: no iteration)

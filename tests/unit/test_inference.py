@@ -8,7 +8,8 @@ import torch
 from skimage import data, transform
 from torch import nn
 
-from deblur.inference import CheckpointError, load_network, pad_and_run, tile_starts, tiled_inference
+from deblur.checkpoints import CheckpointError, load_model
+from deblur.inference import pad_and_run, tile_starts, tiled_inference
 from deblur.models.msfs_net import MSFSNet
 
 TINY = {"width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1, "reduction": 4}
@@ -98,18 +99,18 @@ def test_load_network_from_state_dict_or_lightning_checkpoint(tmp_path, net):
     plain = tmp_path / "weights.pth"
     torch.save(net.state_dict(), plain)
     with pytest.raises(CheckpointError, match="model="):
-        load_network(plain)
-    loaded, cfg = load_network(plain, {"name": "msfs", **TINY})
+        load_model(plain)
+    loaded, cfg = load_model(plain, {"name": "msfs", **TINY})
     assert cfg["width"] == 8 and not loaded.training
     lightning_like = tmp_path / "last.ckpt"
     state = {f"net.{k}": v for k, v in net.state_dict().items()}
     state["criterion.some_buffer"] = torch.zeros(1)  # loss weights are ignored
     torch.save({"state_dict": state, "hyper_parameters": {"model": {"name": "msfs", **TINY}}}, lightning_like)
-    rebuilt, _ = load_network(lightning_like)
+    rebuilt, _ = load_model(lightning_like)
     x = torch.rand(1, 3, 16, 16)
     with torch.inference_mode():
         torch.testing.assert_close(rebuilt(x), net(x))
     with pytest.raises(CheckpointError, match="does not match"):
-        load_network(plain, {"name": "msfs", **TINY, "width": 16})
+        load_model(plain, {"name": "msfs", **TINY, "width": 16})
     with pytest.raises(FileNotFoundError, match="ckpt_path"):
-        load_network(tmp_path / "nope.ckpt")
+        load_model(tmp_path / "nope.ckpt")

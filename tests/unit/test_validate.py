@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from deblur.data.datasets import build_dataset
-from deblur.data.validate import DatasetError, image_size
+from deblur.data.validate import DatasetError
+from deblur.io import image_size
 from tests.unit.test_datasets import (
     H,
     W,

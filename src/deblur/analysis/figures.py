@@ -30,7 +30,7 @@ from deblur.analysis.frequency import (
     band_split,
     image_pyramid,
 )
-from deblur.utils.io import atomic_write
+from deblur.utils.files import atomic_write
 
 #: Subscripts of the paper's legends (HF_sharp, LF_blur, ...).
 _SUBSCRIPTS = {"sharp": "sharp", "blurry": "blur", "deblurred": "Deblurred"}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deblur.speedups import describe_options
-from deblur.utils.io import atomic_write_json, atomic_write_text
+from deblur.utils.files import atomic_write_json, atomic_write_text
 
 
 def _fmt(value: Any, digits: int = 2) -> str:

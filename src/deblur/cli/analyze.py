@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from typing import Any
 
 import hydra
 import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -52,9 +50,12 @@ from deblur.analysis.frequency import (
     js_table,
     to_lists,
 )
+from deblur.analysis.settings import AnalyzeSettings
+from deblur.checkpoints import load_model
 from deblur.config import register_configs
 from deblur.paths import CONF_DIR
-from deblur.utils.io import atomic_write_json
+from deblur.utils.device import select_device
+from deblur.utils.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -71,53 +72,15 @@ FIGURES = {
 }
 
 
-@dataclass
-class AnalyzeSettings(FrequencyConfig):
-    """The ``analysis`` node of ``conf/analyze.yaml``: :class:`FrequencyConfig` plus how to run it.
-
-    batch_size: images per vectorised step (and per network forward).
-    num_workers: DataLoader workers reading the dataset (null: ``data.num_workers``).
-    max_images: analyse only the first N pairs (null: all).
-    crop_size: training split only: crop side, cropped as the dataset crops training pairs (null:
-        whole images); the validation split keeps ``data.val_crop_size``.
-    patch_index, patch_size: the sample and centre-crop side shown in Fig. 1.
-    """
-
-    batch_size: int = 8
-    num_workers: int | None = None
-    max_images: int | None = None
-    crop_size: int | None = None
-    patch_index: int = 0
-    patch_size: int = 128
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("batch_size", "patch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"analysis.{name} must be >= 1, got {getattr(self, name)}")
-        if (self.num_workers is not None and self.num_workers < 0) or self.patch_index < 0:
-            raise ValueError("analysis.num_workers and analysis.patch_index must be >= 0")
-        if self.max_images is not None and self.max_images < 1:
-            raise ValueError(f"analysis.max_images must be >= 1 or null, got {self.max_images}")
-
-
 def register_analyze_configs() -> None:
-    """Register the suite's schemas and ``analysis/analysis_schema`` (types of ``analysis.*``; idempotent)."""
+    """Register the suite's schemas, ``analysis/analysis_schema`` included (idempotent)."""
     register_configs()
-    ConfigStore.instance().store(group="analysis", name="analysis_schema", node=AnalyzeSettings)
 
 
 register_analyze_configs()
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def resolve_device(name: str | None) -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else as torch reads it."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_split(data: dict[str, Any], split: str, crop_size: int | None = None) -> Dataset:
     """The ``split`` of the dataset described by the ``data`` config node, without augmentation.
 
@@ -136,29 +99,6 @@ def build_split(data: dict[str, Any], split: str, crop_size: int | None = None) 
     if name not in DATASETS:
         raise ValueError(f"data.name={name!r} is not a known dataset; options: {sorted(DATASETS)}")
     return DATASETS[name]({**data, "crop_size": crop_size, "repeats": 1}, "train", None)
-
-
-def load_network(ckpt_path: str | os.PathLike, device: torch.device) -> nn.Module:
-    """The network of a ``deblur-train`` checkpoint, in eval mode on ``device`` (``weights_only`` load)."""
-    from deblur.models.registry import build_model
-
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path does not exist: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise RuntimeError(
-            f"{path} cannot be read with weights_only=True; only checkpoints with plain hyperparameters "
-            f"(as deblur-train writes) are supported: {err}"
-        ) from err
-    model_cfg = (ckpt.get("hyper_parameters") or {}).get("model")
-    if not isinstance(model_cfg, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not a deblur-train checkpoint (no hyper_parameters.model / state_dict)")
-    net = build_model(model_cfg)
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    return net.eval().to(device)
 
 
 def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -255,13 +195,13 @@ def run_analysis(
     """The command without Hydra: analyse, write ``analysis.json`` and the figures, return the payload."""
     output_dir = Path(output_dir)
     config = FrequencyConfig.from_mapping(vars(settings))
-    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    device = select_device(device)
     dataset = build_split(data, split, settings.crop_size)
     if settings.max_images is not None:
         dataset = Subset(dataset, range(min(int(settings.max_images), len(dataset))))
     if len(dataset) == 0:
         raise ValueError(f"the {split} split of data.name={data.get('name')!r} is empty")
-    net = load_network(ckpt_path, device) if ckpt_path else None
+    net = load_model(ckpt_path, device=device)[0] if ckpt_path else None
 
     def progress(done: int, total: int) -> None:
         log.info("analysed %d / %d pairs", done, total)

@@ -26,8 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.bench import models, pipeline, report
 from deblur.bench.peak import measure_peaks
 from deblur.config import register_configs
-from deblur.inference import select_device
 from deblur.paths import CONF_DIR
+from deblur.utils.device import select_device
 
 log = logging.getLogger(__name__)
 register_configs()

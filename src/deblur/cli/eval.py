@@ -39,11 +39,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.checkpoints import load_model
 from deblur.cli.predict import _inference_options, _model_cfg, _tile, write_png
 from deblur.cli.score import METRIC_COLUMNS, read_image, score_pair, write_outputs
 from deblur.config import register_configs
 from deblur.data.datasets import list_pairs, read_rgb
-from deblur.inference import load_network, pad_and_run, select_device, tiled_inference
+from deblur.inference import pad_and_run, tiled_inference
 from deblur.metrics.protocol import to_uint8
 from deblur.paths import CONF_DIR
 from deblur.speedups import (
@@ -53,7 +54,8 @@ from deblur.speedups import (
     prepare_for_inference,
     to_input,
 )
-from deblur.utils.io import atomic_write_json, atomic_write_text
+from deblur.utils.device import select_device
+from deblur.utils.files import atomic_write_json, atomic_write_text
 
 register_configs()
 log = logging.getLogger(__name__)
@@ -226,7 +228,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     device = select_device(cfg.get("device", "auto"))
     inference = _inference_options(cfg, device)
 
-    net, model_cfg = load_network(ckpt_path, _model_cfg(cfg))
+    net, model_cfg = load_model(ckpt_path, _model_cfg(cfg))
     net = prepare_for_inference(net, inference, device)
     log.info("inference options: %s", inference.as_dict())
     summaries: dict[str, Any] = {}

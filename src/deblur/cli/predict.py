@@ -37,8 +37,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.checkpoints import load_model
 from deblur.config import register_configs
-from deblur.inference import load_network, pad_and_run, select_device, tiled_inference
+from deblur.inference import pad_and_run, tiled_inference
 from deblur.paths import CONF_DIR
 from deblur.speedups import (
     OPTION_KEYS,
@@ -48,7 +49,8 @@ from deblur.speedups import (
     resolve_options,
     to_input,
 )
-from deblur.utils.io import atomic_write
+from deblur.utils.device import select_device
+from deblur.utils.files import atomic_write
 
 register_configs()
 log = logging.getLogger(__name__)
@@ -232,7 +234,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"several inputs map to the same output name(s) {dup[:10]}; give a folder instead")
 
-    net, model_cfg = load_network(ckpt_path, _model_cfg(cfg))
+    net, model_cfg = load_model(ckpt_path, _model_cfg(cfg))
     net = prepare_for_inference(net, options, device)
     log.info("network %s on %s; %d image(s)", model_cfg.get("name"), device, len(inputs))
     log.info("inference options: %s", options.as_dict())

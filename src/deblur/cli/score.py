@@ -42,7 +42,7 @@ from deblur.data.datasets import scan_images
 from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel
 from deblur.metrics.realblur import realblur_scores
 from deblur.paths import CONF_DIR
-from deblur.utils.io import atomic_write_json, atomic_write_text
+from deblur.utils.files import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.paths import CONF_DIR
-from deblur.utils.io import atomic_write_json
+from deblur.utils.files import atomic_write_json
 
 register_configs()
 

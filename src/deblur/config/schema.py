@@ -174,3 +174,7 @@ def register_configs() -> None:
     from deblur.config.datasets import register_dataset_configs
 
     register_dataset_configs(cs)
+    # types of deblur-analyze's analysis.* keys
+    from deblur.analysis.settings import AnalyzeSettings
+
+    cs.store(group="analysis", name="analysis_schema", node=AnalyzeSettings)

@@ -6,10 +6,10 @@ Each loader lists the pairs of its layout (see :data:`deblur.data.validate.EXPEC
 unreadable files) and serves them through :class:`FilePairDataset`. Splits: ``train`` and ``val``; ``val``
 is the papers' test split (GoPro ``test/``, HIDE ``test/``, RealBlur ``*_test_list.txt``).
 
-Reading (:func:`read_rgb`): OpenCV, BGR -> RGB; grayscale images are replicated to 3 channels; an alpha
-channel is dropped; **16-bit images are scaled to 8 bits** (``round(v * 255 / 65535)``) so that training
-batches are uniform uint8 -> [0, 1]; ``.npy`` files (``deblur-prepare format=npy``) are memory-mapped, so a
-random crop reads only its rows.
+Reading (:func:`read_rgb`, on :func:`deblur.io.read_image`): RGB, EXIF orientation applied; grayscale
+images are replicated to 3 channels; an alpha channel is dropped; **16-bit images are scaled to 8 bits**
+(``round(v * 255 / 65535)``) so that training batches are uniform uint8 -> [0, 1]; ``.npy`` files
+(``deblur-prepare format=npy``) are memory-mapped, so a random crop reads only its rows.
 
 Sample names are the blurry file's path relative to its split folder (GoPro ``<seq>/000047.png``, HIDE
 ``test-close-ups/<file>``, RealBlur ``sceneNNN/blur/blur_M.png``); ``deblur-eval`` saves predictions
@@ -24,16 +24,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
 from deblur.data.base import PairDataset, PairTransform
 from deblur.data.validate import DatasetError, Listing, layout_error, require_dir, validate_listing
+from deblur.io import (
+    ARRAY_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    list_images,
+    read_image,
+    to_rgb,
+    to_uint8,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".npy"})
+#: what the dataset loaders list: images and deblur-prepare's .npy arrays
+DATA_EXTENSIONS = IMAGE_EXTENSIONS | ARRAY_EXTENSIONS
 SPLITS = ("train", "val")
 #: GoPro and HIDE call the evaluation split "test".
 SPLIT_FOLDER = {"train": "train", "val": "test"}
@@ -49,14 +58,15 @@ Pair = tuple[Path, Path, str]
 
 # ---------------------------------------------------------------- reading
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image (or a ``.npy`` cache) as an ``(H, W, 3)`` uint8 RGB array.
+    """Read an image (or a ``.npy`` cache) as an ``(H, W, 3)`` uint8 RGB array, upright.
 
-    Grayscale -> 3 equal channels; alpha dropped; 16-bit -> 8-bit by ``round(v * 255 / 65535)``.
-    ``.npy`` files are returned memory-mapped (uint8 ``(H, W, 3)`` as written by ``deblur-prepare``).
-    Raises :class:`DatasetError` naming the file when it cannot be decoded.
+    Decoding and the EXIF orientation rule are :func:`deblur.io.read_image`'s; grayscale -> 3 equal
+    channels; alpha dropped; 16-bit -> 8-bit by ``round(v * 255 / 65535)``. ``.npy`` files are returned
+    memory-mapped (uint8 ``(H, W, 3)`` as written by ``deblur-prepare``). Raises :class:`DatasetError`
+    naming the file when it cannot be decoded.
     """
     path = Path(path)
-    if path.suffix.lower() == ".npy":
+    if path.suffix.lower() in ARRAY_EXTENSIONS:
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as err:
@@ -64,28 +74,11 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise DatasetError(f"{path}: expected a uint8 (H, W, 3) array, got {arr.dtype} {arr.shape}")
         return arr
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DatasetError(f"cannot read image file {path} (missing, unreadable or corrupt)")
-    return to_rgb_uint8(img, path)
-
-
-def to_rgb_uint8(img: np.ndarray, path: Any = "<array>") -> np.ndarray:
-    """An OpenCV image (BGR / BGRA / gray, 8 or 16 bit) -> ``(H, W, 3)`` uint8 RGB."""
-    if img.dtype == np.uint16:
-        img = ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise DatasetError(f"{path}: unsupported image dtype {img.dtype} (8- or 16-bit images only)")
-    if img.ndim == 2:
-        return np.repeat(img[:, :, None], 3, axis=2)
-    channels = img.shape[2]
-    if channels == 1:
-        return np.repeat(img, 3, axis=2)
-    if channels == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    if channels == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    raise DatasetError(f"{path}: unsupported number of channels {channels}")
+    try:
+        image, _ = read_image(path)
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from err
+    return to_rgb(to_uint8(image))
 
 
 # ---------------------------------------------------------------- datasets
@@ -139,27 +132,12 @@ class FolderDataset(FilePairDataset):
 
 
 # ---------------------------------------------------------------- listing helpers
-def scan_images(
-    folder: Path, recursive: bool = True, extensions: frozenset[str] = IMAGE_EXTENSIONS
-) -> dict[str, Path]:
-    """Image files under ``folder`` keyed by relative POSIX path without extension (hidden files ignored).
-
-    Two files differing only in the extension are ambiguous: :class:`DatasetError` naming both.
-    """
-    folder = Path(folder)
-    found: dict[str, Path] = {}
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    for path in sorted(candidates):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.suffix.lower() not in extensions or not path.is_file():
-            continue
-        key = rel.with_suffix("").as_posix()
-        if key in found:
-            raise DatasetError(f"ambiguous image name {key!r} in {folder}: both {found[key]} and {path}")
-        found[key] = path
-    return found
+def scan_images(folder: Path, recursive: bool = True) -> dict[str, Path]:
+    """:func:`deblur.io.list_images` of images and ``.npy`` arrays; ambiguity is a :class:`DatasetError`."""
+    try:
+        return list_images(folder, recursive, extensions=DATA_EXTENSIONS)
+    except ValueError as err:
+        raise DatasetError(str(err)) from err
 
 
 def match_folders(blurry_dir: Path, sharp_dir: Path, prefix: str = "", recursive: bool = True) -> Listing:

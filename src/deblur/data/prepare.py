@@ -33,7 +33,7 @@ import numpy as np
 
 from deblur.data.datasets import SPLIT_FOLDER, list_pairs, read_rgb
 from deblur.data.validate import DatasetError
-from deblur.utils.io import atomic_write, atomic_write_json
+from deblur.utils.files import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from deblur.io import image_size
 
 log = logging.getLogger(__name__)
 
@@ -125,24 +125,6 @@ def require_dir(path: str | os.PathLike, name: str, what: str, key: str = "data.
         state = "is not a folder" if folder.exists() else "does not exist"
         raise layout_error(name, f"data={name}: {what} {state}: {folder} ({key}={path})", key)
     return folder
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(height, width) of an image file from its header alone (PIL), or of a ``.npy`` array (memory map).
-
-    Raises ``OSError``/``ValueError`` for an unreadable or unrecognised file.
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".npy":
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        if arr.ndim not in (2, 3):
-            raise ValueError(f"expected an (H, W) or (H, W, C) array, got shape {arr.shape}")
-        return int(arr.shape[0]), int(arr.shape[1])
-    from PIL import Image  # ships with matplotlib and scikit-image
-
-    with Image.open(path) as im:
-        width, height = im.size
-    return height, width
 
 
 def validate_listing(

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from deblur.utils.io import atomic_write  # noqa: E402
+from deblur.utils.files import atomic_write  # noqa: E402
 
 
 def triplet_grid(blurry: torch.Tensor, pred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:

@@ -20,10 +20,8 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from deblur.utils.io import atomic_write
-
-#: model keys compared between the checkpoint and the config (besides ``name``)
-_MODEL_KEYS = ("width", "variant", "use_fsm", "use_csffm", "num_fdb", "encoder_blocks", "decoder_blocks")
+from deblur.checkpoints import ARCHITECTURE_KEYS, describe_model
+from deblur.utils.files import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -118,23 +116,17 @@ class RNGState(L.Callback):
         self._pending_augment = []
 
 
-def _model_summary(model: dict[str, Any]) -> str:
-    keys = [k for k in _MODEL_KEYS if k in model]
-    return f"{model.get('name')!r} (" + ", ".join(f"{k}={model[k]!r}" for k in keys) + ")"
-
-
 def check_checkpoint_model(ckpt_path: str | os.PathLike, model_cfg: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming both networks when ``ckpt_path`` holds a different model than
-    ``model_cfg`` (name, and the architecture keys in ``_MODEL_KEYS`` present in both)."""
+    ``model_cfg`` (name, and the architecture keys of :data:`deblur.checkpoints.ARCHITECTURE_KEYS`)."""
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
     saved = (checkpoint.get("hyper_parameters") or {}).get("model")
     if not isinstance(saved, dict):
         return  # not one of our checkpoints: Lightning's own loading will complain if it does not fit
-    keys = [k for k in ("name", *_MODEL_KEYS) if k in saved and k in model_cfg]
-    differs = [k for k in keys if saved[k] != model_cfg[k]]
+    differs = [k for k in ARCHITECTURE_KEYS if k in saved and k in model_cfg and saved[k] != model_cfg[k]]
     if differs:
         raise ValueError(
-            f"ckpt_path={ckpt_path} holds model {_model_summary(saved)}, but this run's config asks for "
-            f"model {_model_summary(model_cfg)} (differs in {', '.join(differs)}). Choose the matching "
+            f"ckpt_path={ckpt_path} holds model {describe_model(saved)}, but this run's config asks for "
+            f"model {describe_model(model_cfg)} (differs in {', '.join(differs)}). Choose the matching "
             f"model= / ablation= options or another checkpoint."
         )

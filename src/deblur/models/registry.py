@@ -25,9 +25,57 @@ def _fddn(**kwargs: Any) -> nn.Module:
 MODELS: dict[str, Callable[..., nn.Module]] = {"msfs": _msfs, "fddn": _fddn}
 
 
-def build_model(cfg: Mapping[str, Any]) -> nn.Module:
-    """``{"name": "msfs", "width": 16, ...}`` -> the network. Unknown names fail listing the options."""
-    args = dict(cfg)
+def model_config(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A network's full config: a ``conf/model`` preset name (``"msfs_small"``) or a config mapping, with
+    ``overrides`` applied on top (``width=8``). Preset names are composed from ``conf/model`` with their
+    schema defaults, so the result equals ``cfg.model`` of ``deblur-train model=<name>``.
+
+    Raises:
+        ValueError: an unknown preset name (listing the presets) or an unknown override key.
+    """
+    if isinstance(name_or_cfg, str):
+        from deblur.config.choices import group_options
+        from deblur.config.compose import compose
+        from deblur.paths import CONF_DIR
+
+        presets = [p for p in group_options(CONF_DIR, "model") if not p.endswith("_schema")]
+        if name_or_cfg not in presets:
+            raise ValueError(f"model={name_or_cfg!r} is not a model preset; options: {', '.join(presets)}")
+        from omegaconf import OmegaConf
+
+        node = compose("train", [f"model={name_or_cfg}"]).model
+        cfg: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    elif isinstance(name_or_cfg, Mapping):
+        cfg = {str(k): v for k, v in name_or_cfg.items()}
+        if not isinstance(name_or_cfg, dict):  # a DictConfig
+            from omegaconf import DictConfig, OmegaConf
+
+            if isinstance(name_or_cfg, DictConfig):
+                cfg = OmegaConf.to_container(name_or_cfg, resolve=True)  # type: ignore[assignment]
+    else:
+        raise ValueError(f"model must be a preset name or a config mapping, got {type(name_or_cfg).__name__}")
+    if overrides:
+        if isinstance(name_or_cfg, str):
+            unknown = sorted(set(overrides) - set(cfg))
+            if unknown:
+                raise ValueError(f"model={name_or_cfg} has no option(s) {unknown}; options: {sorted(cfg)}")
+        cfg.update(overrides)
+    cfg.pop("_target_", None)
+    return cfg
+
+
+def build_model(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> nn.Module:
+    """The network of a ``conf/model`` preset name or a config mapping (``{"name": "msfs", "width": 16}``).
+
+    ``name`` in the config picks the class, the other keys are its arguments; ``overrides`` replace keys.
+    Unknown network names fail listing the options.
+
+    Examples:
+        >>> net = build_model("fddn_small", width=4)
+        >>> type(net).__name__, net.training
+        ('FDDN', True)
+    """
+    args = model_config(name_or_cfg, **overrides)
     name = args.pop("name", None)
     if name not in MODELS:
         raise ValueError(f"model.name={name!r} is not a known network; options: {sorted(MODELS)}")

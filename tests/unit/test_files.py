@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from deblur.utils.io import atomic_write, atomic_write_json, atomic_write_text
+from deblur.utils.files import atomic_write, atomic_write_json, atomic_write_text
 
 
 def test_writes_and_replaces_with_umask_permissions(tmp_path):

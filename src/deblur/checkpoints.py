@@ -1,0 +1,194 @@
+"""Read network weights from any file the suite accepts, safely: the one loader behind every command.
+
+Formats, recognised by their content:
+
+* a ``deblur-train`` (Lightning) checkpoint: a dict with ``state_dict`` (network weights under ``net.``)
+  and ``hyper_parameters.model`` (the network's config, so nothing else is needed);
+* a plain state dict (tensors by name; a ``net.`` or ``module.`` prefix on every key is stripped): the
+  network must be named (``model=<preset>`` on the command line, ``model=`` in the API).
+
+Every file is read with ``torch.load(..., weights_only=True)``: a pickle that refers to anything but tensors
+and plain containers is refused and none of its code runs. Weights are loaded strictly: a file with
+missing or unexpected weights, or weights of other shapes, fails naming the counts and the first keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deblur.utils.device import select_device
+
+log = logging.getLogger(__name__)
+
+#: how many key names an error message lists
+_LISTED = 5
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot (or must not) be loaded; the message names the file."""
+
+
+def read_checkpoint(path: str | os.PathLike, key: str = "ckpt_path") -> Mapping[str, Any]:
+    """The contents of a checkpoint file, read with ``weights_only=True`` on the CPU.
+
+    Raises:
+        FileNotFoundError: no such file (naming ``key``).
+        CheckpointError: not a readable checkpoint (corrupt, not a torch file, or holding objects other
+            than tensors and plain containers).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{key} does not exist or is not a file: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for foreign objects, RuntimeError / EOFError for others
+        reason = "it holds objects other than tensors and plain containers"
+        if not _is_weights_only_refusal(err):
+            reason = "it is not a PyTorch checkpoint, or it is truncated or corrupt"
+        raise CheckpointError(
+            f"{key}={path} is not a readable checkpoint: {reason}. The suite reads weights files safely "
+            "(tensors and plain containers only); save the network's weights with "
+            "torch.save(net.state_dict(), path) or use a checkpoint written by deblur-train."
+        ) from err
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{key}={path} holds a {type(obj).__name__}, not a checkpoint dict")
+    return obj
+
+
+def _is_weights_only_refusal(err: Exception) -> bool:
+    return "weights_only" in str(err) or "Unsupported global" in str(err)
+
+
+def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return dict(state)
+
+
+def split_checkpoint(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """``(network state dict, model config saved with it or None)`` of a checkpoint's contents."""
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        state = dict(obj["state_dict"])
+        if any(k.startswith("net.") for k in state):
+            state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+        hparams = obj.get("hyper_parameters") or {}
+        saved = hparams.get("model") if isinstance(hparams, Mapping) else None
+        return state, dict(saved) if isinstance(saved, Mapping) else None
+    state = dict(obj)
+    for prefix in ("module.", "net."):
+        state = _strip(state, prefix)
+    return state, None
+
+
+def _listing(keys: list[str]) -> str:
+    more = f", ... ({len(keys)} in all)" if len(keys) > _LISTED else ""
+    return ", ".join(keys[:_LISTED]) + more
+
+
+def load_state_strict(net: nn.Module, state: Mapping[str, Any], source: str, model_cfg: Any) -> None:
+    """``net.load_state_dict(state, strict=True)`` with one clear message naming ``source`` on a mismatch."""
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source}: the state dict holds entries that are not tensors")
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing weight(s) ({_listing(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected weight(s) ({_listing(unexpected)})")
+        if shapes:
+            first = shapes[0]
+            parts.append(
+                f"{len(shapes)} weight(s) of another shape (e.g. {first}: file "
+                f"{tuple(state[first].shape)}, network {tuple(own[first].shape)})"
+            )
+        raise CheckpointError(
+            f"{source} does not match the network {model_cfg}: " + "; ".join(parts)
+            + ". Check model=... and its options."
+        )
+    net.load_state_dict(state, strict=True)
+
+
+def load_model(
+    path: str | os.PathLike,
+    model: str | Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    key: str = "ckpt_path",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The network stored in ``path``, in eval mode on ``device``, and its model config.
+
+    Args:
+        path: a ``deblur-train`` checkpoint or a plain state dict (see the module docstring).
+        model: the network, when the file does not describe it (a plain state dict): a ``conf/model``
+            preset name (``"msfs"``) or a model config mapping. Given with a ``deblur-train`` checkpoint it
+            must describe the same network (a different one is refused naming both).
+        device: where to put the network (``auto``: CUDA when available).
+        key: the config key ``path`` came from, for messages.
+
+    Returns:
+        ``(net, model_cfg)``: the network in eval mode, and the model config it was built from.
+
+    Raises:
+        FileNotFoundError, CheckpointError: see :func:`read_checkpoint`; the weights do not fit the network,
+            or no network is named for a plain state dict.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from deblur.models.registry import build_model
+        >>> net = build_model("fddn_small")
+        >>> path = tempfile.mkdtemp() + "/w.pth"
+        >>> torch.save(net.state_dict(), path)
+        >>> loaded, cfg = load_model(path, model="fddn_small")
+        >>> cfg["name"], loaded.training
+        ('fddn', False)
+    """
+    from deblur.models.registry import build_model, model_config
+
+    source = f"{key}={Path(path).expanduser()}"
+    state, saved = split_checkpoint(read_checkpoint(path, key))
+    asked = model_config(model) if model is not None else None
+    if asked is not None and saved is not None:
+        _check_same_network(saved, asked, source)
+    cfg = asked if asked is not None else saved
+    if cfg is None:
+        raise CheckpointError(
+            f"{source} is a plain state dict without a network description: name the network with "
+            "model=<preset> (e.g. model=msfs_small or model=msfs, plus model.width=... if needed)"
+        )
+    cfg = {k: v for k, v in dict(cfg).items() if k != "_target_"}
+    net = build_model(cfg)
+    load_state_strict(net, state, source, cfg)
+    return net.eval().to(select_device(device)), cfg
+
+
+#: model keys that decide the architecture, compared between a checkpoint and the config asked for
+ARCHITECTURE_KEYS = ("name", "width", "variant", "use_fsm", "use_csffm", "num_fdb", "encoder_blocks",
+                     "decoder_blocks")
+
+
+def _check_same_network(saved: Mapping[str, Any], asked: Mapping[str, Any], source: str) -> None:
+    differs = [k for k in ARCHITECTURE_KEYS if k in saved and k in asked and saved[k] != asked[k]]
+    if differs:
+        raise CheckpointError(
+            f"{source} holds model {describe_model(saved)}, but model {describe_model(asked)} was asked for "
+            f"(differs in {', '.join(differs)}). Choose the matching model= / ablation= options or another "
+            "checkpoint."
+        )
+    if dict(saved) != dict(asked):
+        log.warning("%s: model options %s override the checkpoint's %s", source, dict(asked), dict(saved))
+
+
+def describe_model(model: Mapping[str, Any]) -> str:
+    """``'msfs' (width=24, use_fsm=True, ...)``: a model config in one line, its architecture keys only."""
+    keys = [k for k in ARCHITECTURE_KEYS[1:] if k in model]
+    return f"{model.get('name')!r} (" + ", ".join(f"{k}={model[k]!r}" for k in keys) + ")"

@@ -1,0 +1,35 @@
+"""Which device a command runs on: the one rule every command and the Python API share."""
+
+from __future__ import annotations
+
+import torch
+
+
+def select_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or None): CUDA when available, else the CPU; otherwise the named device.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ... or a ``torch.device``.
+
+    Returns:
+        The ``torch.device``.
+
+    Raises:
+        ValueError: the name is not a device, or CUDA was asked for and is not available (naming ``device``).
+
+    Examples:
+        >>> select_device("cpu")
+        device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        chosen = device
+    elif device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            chosen = torch.device(str(device))
+        except RuntimeError as err:
+            raise ValueError(f"device={device!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from err
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device} was asked for but CUDA is not available (use device=auto or cpu)")
+    return chosen
