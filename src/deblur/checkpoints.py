@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deblur.errors import UserError
 from deblur.utils.device import select_device
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 _LISTED = 5
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot (or must not) be loaded; the message names the file."""
 
 

@@ -169,12 +169,13 @@ def restore(
             raise ValueError(f"restore takes a (3, H, W) or (N, 3, H, W) tensor, got {tuple(image.shape)}")
         batch = image[None] if image.ndim == 3 else image
         x = to_input(batch.to(device=device, dtype=torch.float32), options)
-        with torch.inference_mode(), inference_context(options, device):
+        with inference_context(options, device):
             if tile is None:
                 y = pad_and_run(net, x)
             else:
                 y = torch.cat([tiled_inference(net, x[i : i + 1], tile, tile_overlap) for i in range(len(x))])
-        y = y.float().clamp_(0.0, 1.0).to(device=image.device, dtype=image.dtype)
+            y = y.float().clamp_(0.0, 1.0)
+        y = y.clone().to(device=image.device, dtype=image.dtype)  # an ordinary tensor, not an inference one
         return y[0] if image.ndim == 3 else y
 
     if not isinstance(image, np.ndarray):

@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from deblur.errors import UserError
 from deblur.utils.files import atomic_write
 
 #: file endings read as images, lower case (the one list: datasets, predict, score)
@@ -39,7 +40,7 @@ _ORIENTATION_TAG = 0x0112
 _EXIF_EXTENSIONS = frozenset({".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".png"})
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """A file that is not a readable image; the message names the file."""
 
 

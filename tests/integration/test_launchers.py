@@ -12,9 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from deblur.cli.train import build_strategy
 from deblur.config import register_configs
 from deblur.paths import CONF_DIR
+from deblur.training import build_strategy
 
 
 def _compose_with_hydra(*overrides: str):

@@ -127,7 +127,7 @@ def test_predict_keeps_modes_bit_depth_and_existing_outputs(ckpt, tmp_path):
 
     stamp = (out / "photo.png").stat().st_mtime_ns
     again = _predict(ckpt, inputs / "*.jpg", out)  # a glob; the result exists -> kept
-    assert again["written"] == [] and len(again["skipped"]) == 1
+    assert again["written"] == [] and len(again["kept"]) == 1
     assert (out / "photo.png").stat().st_mtime_ns == stamp
     assert len(_predict(ckpt, inputs / "photo.jpg", out, "overwrite=true")["written"]) == 1
 
@@ -164,7 +164,7 @@ def test_predict_with_explicit_speed_options_records_them(ckpt, tmp_path, caplog
     cv2.imwrite(str(image), np.ascontiguousarray(skimage.data.astronaut()[100:148, 150:190, ::-1]))
     options = ["channels_last=true", "precision=bf16", "fold_batchnorm=true", "compile=false"]
     tiles = ["tile=32", "tile_overlap=8"]
-    with caplog.at_level(logging.INFO, logger="deblur.cli.predict"):
+    with caplog.at_level(logging.INFO, logger="deblur.prediction"):
         result = _predict(ckpt, image, tmp_path / "fast", *options, *tiles)
     assert "inference options: {'channels_last': True, 'precision': 'bf16'" in caplog.text  # the run's log
     assert result["inference"] == {

@@ -6,9 +6,9 @@ import csv
 import pytest
 import torch
 
-from deblur.cli.train import METRIC_KEYS, train
 from deblur.lit.checkpointing import AtomicCheckpointIO, check_checkpoint_model
 from deblur.lit.restoration import RestorationModule
+from deblur.training import METRIC_KEYS, train
 from tests.integration.conftest import TINY_TRAIN
 
 # one epoch = 3 steps (limit_train_batches=3); augment=flip_rot draws from albumentations' own stream

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from deblur.cli.train import METRIC_KEYS, train
+from deblur.training import METRIC_KEYS, train
 from tests.integration.conftest import TINY_TRAIN
 
 MSFS_ABLATIONS = ["msfs/full", "msfs/no_fsm", "msfs/no_csffm", "msfs/no_clm", "msfs/no_consistency"]

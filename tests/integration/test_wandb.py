@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from deblur.cli.train import train
+from deblur.training import train
 from tests.integration.conftest import TINY_TRAIN
 
 wandb = pytest.importorskip("wandb")

@@ -153,7 +153,7 @@ def bench_precision_run(
     compose: Callable[[list[str]], Any], overrides: list[str], output_dir: Path
 ) -> dict[str, Any]:
     """Two short ``deblur-train`` runs, fp32 and bf16-mixed, from one seed: their validation PSNR."""
-    from deblur.cli.train import train
+    from deblur.training import train
 
     out: dict[str, Any] = {}
     for precision in ("32-true", "bf16-mixed"):

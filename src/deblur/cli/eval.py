@@ -40,11 +40,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.checkpoints import load_model
-from deblur.cli.predict import _inference_options, _model_cfg, _tile, write_png
 from deblur.cli.score import METRIC_COLUMNS, read_image, score_pair, write_outputs
 from deblur.config import register_configs
+from deblur.config.inference import InferenceSettings
 from deblur.data.datasets import list_pairs, read_rgb
 from deblur.inference import pad_and_run, tiled_inference
+from deblur.io import write_image
 from deblur.metrics.protocol import to_uint8
 from deblur.paths import CONF_DIR
 from deblur.speedups import (
@@ -52,6 +53,7 @@ from deblur.speedups import (
     describe_options,
     inference_context,
     prepare_for_inference,
+    resolve_options,
     to_input,
 )
 from deblur.utils.device import select_device
@@ -137,7 +139,7 @@ def evaluate_dataset(
             seconds.append(time.perf_counter() - start)
             pred = to_uint8(y[0].float().cpu().numpy().transpose(1, 2, 0))  # as the papers' saved PNGs
             if save_images:
-                write_png((image_dir / pair_name).with_suffix(".png"), cv2.cvtColor(pred, cv2.COLOR_RGB2BGR))
+                write_image((image_dir / pair_name).with_suffix(".png"), pred)
             if pool is None:
                 rows.append(_score(pair_name, pred, str(sharp_path), protocol))
             else:
@@ -221,14 +223,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             raise ValueError(f"datasets: {name!r} cannot be evaluated; options: {', '.join(protocols)}")
         if not roots.get(name):
             raise ValueError(f"roots.{name} is not set: give the dataset folder, e.g. roots.{name}=/data/...")
-    tile, overlap = _tile(cfg)
+    settings = InferenceSettings.from_config(cfg)
+    tile, overlap = settings.tile, settings.tile_overlap
     limit = _as_int("limit", cfg.get("limit"), minimum=1, allow_none=True)
     workers = _as_int("score_workers", cfg.get("score_workers", 0))
     output_dir = Path(cfg.paths.output_dir)
     device = select_device(cfg.get("device", "auto"))
-    inference = _inference_options(cfg, device)
+    inference = resolve_options(device, **settings.speed)
 
-    net, model_cfg = load_model(ckpt_path, _model_cfg(cfg))
+    model = OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") is not None else None
+    net, model_cfg = load_model(ckpt_path, model)
     net = prepare_for_inference(net, inference, device)
     log.info("inference options: %s", inference.as_dict())
     summaries: dict[str, Any] = {}

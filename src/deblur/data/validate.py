@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deblur.errors import UserError
 from deblur.io import image_size
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ or a flattened copy (auto-detected; also what deblur-prepare writes):
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset on disk does not match its configuration; the message names the key and the path."""
 
 

@@ -1,0 +1,34 @@
+"""What every command shares: a user error is one message on stderr and exit code 2, a bug keeps its
+traceback (:func:`deblur.errors.is_user_error` tells them apart)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from deblur.errors import is_user_error
+
+log = logging.getLogger("deblur")
+
+
+def user_errors(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a command's Hydra task function: user errors -> ``<command>: error: <message>``, exit 2."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:
+                if not is_user_error(err):
+                    raise
+                log.error("%s: %s", type(err).__name__, err)  # also into the run's log file
+                print(f"{command}: error: {err}", file=sys.stderr)
+                sys.exit(2)
+
+        return run
+
+    return wrap

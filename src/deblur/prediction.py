@@ -1,0 +1,221 @@
+"""Deblur image files into a folder: what ``deblur-predict`` does, as a library function.
+
+:func:`predict_images` resolves the input (a file, a folder or a glob pattern), checks the output folder
+before any work (writable, never an input file, never a name two inputs share), loads the network with
+:func:`deblur.checkpoints.load_model`, prepares it (device, speed options, TLC) with
+:func:`deblur.inference.prepare_network`, and writes each result as a PNG stored like its input (8- or
+16-bit, gray, alpha kept), atomically, rounded to nearest.
+
+Safety rules (whatever the flags):
+
+* an input file is never an output target: a result whose path is an input file is refused;
+* existing results are kept unless ``overwrite=True``;
+* unreadable inputs stop the run (``on_error="error"``) or are reported and skipped
+  (``on_error="skip"``; the run then ends with :class:`PredictionIncomplete` after the other images);
+* temporary files of our own naming pattern left in the output folder by a killed run are removed.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deblur.io import IMAGE_EXTENSIONS, ImageReadError, encode_like, read_image, to_float, write_image
+from deblur.utils.files import check_writable, remove_stale_temporaries
+
+log = logging.getLogger(__name__)
+
+ON_ERROR = ("error", "skip")
+
+
+class PredictionIncomplete(RuntimeError):
+    """Some inputs could not be processed (``on_error="skip"``); ``result`` holds what was done."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def collect_inputs(spec: str, recursive: bool = False) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """``input`` -> ([(image file, output name without extension)], folders the inputs live in).
+
+    Args:
+        spec: an image file, a folder (its images; sub-folders too with ``recursive``) or a glob pattern
+            (``**`` allowed). Hidden files and folders are skipped.
+        recursive: read sub-folders of a folder.
+
+    Raises:
+        FileNotFoundError: ``spec`` is none of these; ValueError: it holds no image.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [(path, path.stem)], [path.parent]
+    if path.is_dir():
+        pattern = "**/*" if recursive else "*"
+        files = [p for p in sorted(path.glob(pattern)) if _is_image(p, path)]
+        if not files:
+            raise ValueError(f"input={spec}: no images in this folder (recursive={recursive})")
+        return [(p, p.relative_to(path).with_suffix("").as_posix()) for p in files], [path]
+    if glob.has_magic(spec):
+        matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(spec), recursive=True))]
+        files = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        if not files:
+            raise ValueError(f"input={spec}: the pattern matches no image files")
+        base = _glob_base(spec)
+        entries = []
+        for p in files:
+            try:
+                name = p.relative_to(base).with_suffix("").as_posix()
+            except ValueError:
+                name = p.stem
+            entries.append((p, name))
+        return entries, sorted({p.parent for p in files} | {base})
+    raise FileNotFoundError(f"input does not exist (not a file, folder or glob pattern): {spec}")
+
+
+def _is_image(p: Path, root: Path) -> bool:
+    rel = p.relative_to(root)
+    hidden = any(part.startswith(".") for part in rel.parts)
+    return not hidden and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _glob_base(spec: str) -> Path:
+    """The folder part of a glob pattern before its first wildcard."""
+    base: list[str] = []
+    for part in Path(os.path.expanduser(spec)).parts:
+        if glob.has_magic(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def plan_outputs(
+    inputs: list[tuple[Path, str]], input_dirs: list[Path], spec: str, output: str | os.PathLike,
+    allow_inplace: bool = False,
+) -> list[tuple[Path, Path]]:
+    """``[(input file, output file)]``, refusing every layout that could write over an input.
+
+    Raises:
+        ValueError: ``output`` is a file; it is (inside) the input folder without ``allow_inplace``; two
+            inputs share an output name; an output path is an input file (whatever ``allow_inplace``).
+    """
+    out_dir = Path(output).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output must be a folder, but {out_dir} is a file")
+    resolved = out_dir.resolve()
+    inplace = [d for d in input_dirs if d.resolve() == resolved]
+    spec_path = Path(spec).expanduser()
+    if spec_path.is_dir() and resolved.is_relative_to(spec_path.resolve()):
+        inplace.append(spec_path)
+    if inplace and not allow_inplace:
+        raise ValueError(
+            f"output={output} is (inside) the input folder {inplace[0]}; results are never written among the "
+            "inputs unless allow_inplace=true"
+        )
+    names = [name for _, name in inputs]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"several inputs map to the same output name(s) {dup[:10]}; give a folder instead")
+    plan = [(path, out_dir / f"{name}.png") for path, name in inputs]
+    sources = {path.resolve() for path, _ in inputs}
+    clashes = [target for _, target in plan if target.resolve() in sources]
+    if clashes:
+        raise ValueError(
+            f"output={output}: {len(clashes)} result(s) would replace input file(s), e.g. {clashes[0]}; an "
+            "input is never an output target (whatever allow_inplace / overwrite say): choose another output "
+            "folder"
+        )
+    return plan
+
+
+def predict_images(
+    ckpt_path: str | os.PathLike,
+    input: str,
+    output: str | os.PathLike,
+    *,
+    model: str | Mapping[str, Any] | None = None,
+    settings: Any = None,
+    recursive: bool = False,
+    overwrite: bool = False,
+    allow_inplace: bool = False,
+    on_error: str = "error",
+) -> dict[str, Any]:
+    """Deblur every image of ``input`` into the folder ``output``.
+
+    Args:
+        ckpt_path: a checkpoint :func:`deblur.checkpoints.load_model` accepts.
+        input: an image file, a folder or a glob pattern (:func:`collect_inputs`).
+        output: the results' folder; each result is ``<output>/<name>.png``.
+        model: the network for a plain state dict (a ``conf/model`` preset name or a config).
+        settings: :class:`deblur.config.inference.InferenceSettings` (device, tiles, speed, TLC).
+        recursive: include sub-folders of a folder input (results mirror them).
+        overwrite: replace results that exist (never inputs).
+        allow_inplace: allow ``output`` to be (inside) the input folder.
+        on_error: ``error`` stops at an unreadable image; ``skip`` reports it and goes on.
+
+    Returns:
+        ``{"written", "kept", "failed", "output", "model", "device", "inference"}``.
+
+    Raises:
+        PredictionIncomplete: with ``on_error="skip"``, after the run, when some inputs failed.
+    """
+    from deblur.checkpoints import load_model
+    from deblur.config.inference import InferenceSettings
+    from deblur.inference import prepare_network, restore
+
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    settings = settings or InferenceSettings()
+    inputs, input_dirs = collect_inputs(str(input), recursive=recursive)
+    plan = plan_outputs(inputs, input_dirs, str(input), output, allow_inplace)
+    out_dir = Path(output).expanduser()
+    check_writable(out_dir, key="output")
+    removed = remove_stale_temporaries(out_dir, recursive=True)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), out_dir)
+
+    net, model_cfg = load_model(ckpt_path, model=model, device="cpu")
+    net, options, device = prepare_network(net, settings)
+    log.info("network %s on %s; %d image(s)", model_cfg.get("name"), device, len(plan))
+    log.info("inference options: %s", options.as_dict())
+    written: list[str] = []
+    kept: list[str] = []
+    failed: list[str] = []
+    for path, target in plan:
+        if target.exists() and not overwrite:
+            log.info("exists, kept (overwrite=true replaces results, never inputs): %s", target)
+            kept.append(str(target))
+            continue
+        try:
+            image, meta = read_image(path)
+        except ImageReadError as err:
+            if on_error == "error":
+                raise
+            log.error("skipped: %s", err)
+            failed.append(str(path))
+            continue
+        result = restore(net, to_float(image), settings.tile, options, settings.tile_overlap)
+        rgb = result if result.ndim == 3 else result[:, :, None].repeat(3, axis=2)
+        write_image(target, encode_like(rgb, meta))
+        written.append(str(target))
+        log.info("%s -> %s", path, target)
+    payload = {
+        "written": written,
+        "kept": kept,
+        "failed": failed,
+        "output": str(out_dir),
+        "model": model_cfg,
+        "device": str(device),
+        "inference": options.as_dict(),
+    }
+    if failed:
+        raise PredictionIncomplete(
+            f"{len(failed)} of {len(plan)} input(s) could not be read and were skipped (first: {failed[0]}); "
+            f"{len(written)} written",
+            payload,
+        )
+    return payload
