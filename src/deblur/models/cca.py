@@ -10,15 +10,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: added to the variance inside the square root of the contrast's std: sqrt(var + eps). Without it the
+#: gradient of the std is 0 * inf = NaN on a spatially constant map (e.g. any 1x1 map, where var is exactly
+#: 0). The forward changes by at most sqrt(eps) = 1e-6 (at var = 0) and, in fp32, not at all once
+#: var > ~1e-5. The gradient stays bounded: |d sqrt(var + eps) / d x_i| <= |x_i - mean| / (H W sqrt(var)).
+CONTRAST_EPS = 1e-12
+
 
 def channel_contrast(x: torch.Tensor) -> torch.Tensor:
     """Per-channel contrast of (N, C, H, W): population std over (H, W) plus mean over (H, W) -> (N, C, 1, 1).
 
-    The std is the population (biased, divide by H*W) one, as in IMDN, so a 1x1 map has std 0, not NaN.
+    The std is the population (biased, divide by H*W) one, as in IMDN, so a 1x1 map has std 0, not NaN;
+    it is computed as ``sqrt(var + CONTRAST_EPS)`` so its gradient is finite on a constant map.
     """
     mean = x.mean(dim=(2, 3), keepdim=True)
     variance = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
-    return variance.sqrt() + mean
+    return (variance + CONTRAST_EPS).sqrt() + mean
 
 
 class ContrastAwareChannelAttention(nn.Module):
