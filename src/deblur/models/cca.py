@@ -28,11 +28,23 @@ def channel_contrast(x: torch.Tensor) -> torch.Tensor:
     return (variance + CONTRAST_EPS).sqrt() + mean
 
 
+class ChannelContrast(nn.Module):
+    """The squeeze of CCA as a module, :func:`channel_contrast`: (N, C, H, W) -> (N, C, 1, 1).
+
+    A separate (parameter-free) module so that :func:`deblur.models.tlc.convert_to_tlc` can swap it for a
+    local contrast without touching the attention's parameters.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channel_contrast(x)
+
+
 class ContrastAwareChannelAttention(nn.Module):
     """contrast (std + mean per channel) -> 1x1 (C -> C/r) -> ReLU -> 1x1 (C/r -> C) -> sigmoid, times x.
 
     Shapes: (N, C, H, W) -> (N, C, H, W), each channel scaled by a weight in (0, 1).
-    The hidden width is ``max(1, channels // reduction)``.
+    The hidden width is ``max(1, channels // reduction)``. The contrast is the submodule ``contrast``
+    (:class:`ChannelContrast`; no parameters, so the state-dict keys are ``excite.*`` only).
     """
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
@@ -42,6 +54,7 @@ class ContrastAwareChannelAttention(nn.Module):
                 f"ContrastAwareChannelAttention: channels={channels} and reduction={reduction} must be >= 1"
             )
         hidden = max(1, channels // reduction)
+        self.contrast = ChannelContrast()
         self.excite = nn.Sequential(
             nn.Conv2d(channels, hidden, 1),
             nn.ReLU(inplace=True),
@@ -50,4 +63,4 @@ class ContrastAwareChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.excite(channel_contrast(x))
+        return x * self.excite(self.contrast(x))
