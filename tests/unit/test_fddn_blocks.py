@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from deblur.models.cca import ContrastAwareChannelAttention
+from deblur.models.cca import ContrastAwareChannelAttention, channel_contrast
 from deblur.models.distillation import (
     FrequencySplitResidualBlock,
     ResidualFeatureDistillationBlock,
@@ -56,6 +56,30 @@ def test_cca_matches_hand_computation() -> None:
 def test_cca_rejects_zero_channels() -> None:
     with pytest.raises(ValueError, match="channels=0"):
         ContrastAwareChannelAttention(0)
+
+
+@pytest.mark.parametrize("size", [(6, 5), (1, 1)])
+def test_cca_gradient_is_finite_on_a_spatially_constant_map(size: tuple[int, int]) -> None:
+    # each channel constant over (H, W): variance exactly 0 (a 1x1 map is always constant)
+    values = torch.tensor([0.5, -1.25, 3.0, 0.0]).view(1, 4, 1, 1).expand(2, 4, *size).clone()
+    x = values.requires_grad_(True)
+    cca = ContrastAwareChannelAttention(channels=4, reduction=2)
+    cca(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in cca.parameters())
+
+    # the same std without the epsilon inside the root: its gradient is NaN on this input
+    y = values.detach().clone().requires_grad_(True)
+    mean = y.mean(dim=(2, 3), keepdim=True)
+    (y - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt().sum().backward()
+    assert not torch.isfinite(y.grad).all()
+
+
+def test_cca_epsilon_leaves_the_forward_of_a_varied_map_unchanged() -> None:
+    x = torch.randn(2, 3, 7, 5)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+    torch.testing.assert_close(channel_contrast(x), std + mean, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("ratio", "high", "low"), [(0.5, 8, 8), (0.25, 4, 12)])
