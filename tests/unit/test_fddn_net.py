@@ -64,7 +64,7 @@ def test_variant_forward_any_size_and_gradients_reach_first_conv(variant: str) -
     out = model(x)
     assert out.shape == x.shape
     out.square().mean().backward()
-    first_conv = model.head[0]
+    first_conv = model.conv_first[0]
     assert first_conv.weight.grad is not None
     assert first_conv.weight.grad.abs().sum() > 0
 
@@ -125,3 +125,19 @@ def test_table5_sizes_lists_every_row_next_to_the_paper():
     assert paper == 8.08 and abs(ours - paper) / paper < 0.10
     # the paper's ordering: without distillation is the largest, the plain residual blocks the smallest
     assert rows["no_distillation"][0] > rows["full"][0] > rows["no_fsb"][0] > rows["no_fdb"][0]
+
+
+def test_state_dicts_with_the_old_head_name_still_load() -> None:
+    from deblur.models.fddn import upgrade_state_dict
+
+    model = tiny()
+    state = model.state_dict()
+    old = {k.replace("conv_first.", "head.", 1): v.clone() + 1 for k, v in state.items()}
+    assert sum(k.startswith("head.") for k in old) == 2
+    assert list(upgrade_state_dict(old)) == list(state)  # same names, same order
+    fresh = tiny()
+    fresh.load_state_dict(old, strict=True)  # the load hook renames by itself
+    assert torch.equal(fresh.conv_first[0].weight, old["head.0.weight"])
+    wrapper = nn.ModuleDict({"net": tiny()})  # a Lightning checkpoint's ``net.`` prefix
+    wrapper.load_state_dict({f"net.{k}": v for k, v in old.items()}, strict=True)
+    assert torch.equal(wrapper["net"].conv_first[0].bias, old["head.0.bias"])

@@ -63,3 +63,21 @@ def test_csffm_weight_follows_sigmoid_of_theta_and_learns():
 def test_skip_concatenation_ablation():
     f_en, f_de = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
     assert torch.equal(SkipConcatenation()(f_en, f_de), torch.cat([f_de, f_en], 1))
+
+
+def test_fsm_conv_shortcut_adds_a_biased_projection_at_equal_widths():
+    fsm = FrequencySeparationModule(8, conv_shortcut=True).eval()
+    assert isinstance(fsm.shortcut, torch.nn.Conv2d) and fsm.shortcut.bias is not None
+    fsm.fuse.norm_high.weight.data.zero_()
+    fsm.fuse.norm_high.bias.data.zero_()
+    x = torch.randn(1, 8, 6, 6)
+    assert torch.allclose(fsm(x).output, fsm.shortcut(x)) and not torch.allclose(fsm(x).output, x)
+
+
+def test_encoder_first_puts_the_encoder_feature_before_the_mix():
+    f_en, f_de = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    ours, public = CrossScaleFeatureFusion(-1.0), CrossScaleFeatureFusion(-1.0, encoder_first=True)
+    mix = ours.mix(f_en, f_de)
+    assert torch.equal(ours(f_en, f_de), torch.cat([mix, f_en], 1))
+    assert torch.equal(public(f_en, f_de), torch.cat([f_en, mix], 1))
+    assert torch.equal(SkipConcatenation(encoder_first=True)(f_en, f_de), torch.cat([f_en, f_de], 1))

@@ -1,11 +1,19 @@
-"""MSFS-Net wiring: published size, any input size, features, ablations, and bad arguments."""
+"""MSFS-Net wiring: published size, any input size, features, ablations, bad arguments, old key names."""
+
+import ast
+from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from deblur.models import MSFSNet
+from deblur.models.msfs_net import upgrade_state_dict
 
 TINY = dict(width=8, encoder_blocks=1, latent_blocks=1, decoder_blocks=1, reduction=4)
+#: key names and shapes of a state dict written before the named stages (tests/data)
+LEGACY_TSV = Path(__file__).parents[1] / "data" / "msfs_legacy_state_dict_tiny.tsv"
+LEGACY_CFG = dict(width=4, encoder_blocks=1, latent_blocks=1, decoder_blocks=2, reduction=2)
 
 
 def test_default_is_the_published_size():
@@ -46,15 +54,15 @@ def test_every_encoder_stage_gets_a_gradient_from_the_image():
     # the public code's defect: its first encoder stage's residual blocks never reach the output
     net = MSFSNet(**TINY)
     net(torch.rand(1, 3, 16, 16)).mean().backward()
-    for stage in net.encoder.blocks:
+    for stage in (net.encoder.blocks_full, net.encoder.blocks_half):
         grad = stage[0].body[0].weight.grad
         assert grad is not None and grad.abs().sum() > 0
 
 
-def test_raw_image_residual_makes_a_zero_head_the_identity():
+def test_raw_image_residual_makes_a_zero_output_conv_the_identity():
     net = MSFSNet(**TINY).eval()
-    net.head.weight.data.zero_()
-    net.head.bias.data.zero_()
+    net.conv_last.weight.data.zero_()
+    net.conv_last.bias.data.zero_()
     x = torch.rand(1, 3, 21, 19)
     assert torch.allclose(net(x), x)
 
@@ -79,3 +87,96 @@ def test_norm_none_removes_batchnorm_and_bad_norm_fails():
     assert net(torch.rand(1, 3, 19, 23)).shape == (1, 3, 19, 23)
     with pytest.raises(ValueError, match="group"):
         MSFSNet(**TINY, norm="group")
+
+
+def test_stages_run_top_down_at_their_scales():
+    net = MSFSNet(**TINY)
+    order: list[tuple[str, tuple[int, int]]] = []
+    names = ["latent", "decoder_fsm_quarter", "fusion_quarter", "decoder_quarter", "decoder_fsm_half",
+             "fusion_half", "decoder_half", "decoder_fsm_full", "conv_last"]  # fmt: skip
+    for name in names:
+        getattr(net, name).register_forward_hook(
+            lambda _m, inputs, _o, name=name: order.append((name, tuple(inputs[0].shape[-2:])))
+        )
+    net(torch.rand(1, 3, 32, 64))
+    assert order == [
+        ("latent", (8, 16)), ("decoder_fsm_quarter", (8, 16)), ("fusion_quarter", (8, 16)),
+        ("decoder_quarter", (8, 16)), ("decoder_fsm_half", (16, 32)), ("fusion_half", (16, 32)),
+        ("decoder_half", (16, 32)), ("decoder_fsm_full", (32, 64)), ("conv_last", (32, 64)),
+    ]  # fmt: skip
+
+
+def _legacy_state() -> dict[str, torch.Tensor]:
+    lines = [line for line in LEGACY_TSV.read_text().splitlines() if not line.startswith("#")]
+    shapes = [(key, ast.literal_eval(shape)) for key, shape in (line.split("\t") for line in lines)]
+    gen = torch.Generator().manual_seed(0)
+    return {key: torch.randn(shape, generator=gen) for key, shape in shapes}
+
+
+def test_old_key_names_upgrade_in_the_same_order():
+    old = _legacy_state()
+    assert "head.weight" in old and "decoder_fsm.2.split.conv.h2h.weight" in old and "fusion.1.theta" in old
+    net = MSFSNet(**LEGACY_CFG)
+    new = upgrade_state_dict(old)
+    # same names as today's and in the same order: the parameter order (optimizer state) is unchanged
+    assert list(new) == list(net.state_dict())
+    assert upgrade_state_dict(new) == new  # current names pass unchanged
+    assert [tuple(v.shape) for v in new.values()] == [tuple(v.shape) for v in net.state_dict().values()]
+
+
+def test_old_checkpoints_load_by_themselves_with_every_tensor_in_its_stage():
+    old = _legacy_state()
+    net = MSFSNet(**LEGACY_CFG)
+    net.load_state_dict(old, strict=True)
+    # the old index k was the scale 1/2^k; fusion and decoder indices counted from the 1/2 scale
+    pairs = {
+        "head.weight": net.conv_last.weight,
+        "decoder_fsm.2.exchange.norm_low.running_var": net.decoder_fsm_quarter.exchange.norm_low.running_var,
+        "decoder_fsm.0.shortcut.weight": net.decoder_fsm_full.shortcut.weight,
+        "fusion.1.theta": net.fusion_quarter.theta,
+        "fusion.0.theta": net.fusion_half.theta,
+        "decoder.1.0.body.3.excite.0.weight": net.decoder_quarter.blocks[0].body[3].excite[0].weight,
+        "decoder.1.2.conv.weight": net.decoder_quarter.up.conv.weight,
+        "decoder.0.1.body.2.bias": net.decoder_half.blocks[1].body[2].bias,
+        "encoder.blocks.1.0.body.0.weight": net.encoder.blocks_half[0].body[0].weight,
+        "encoder.down.0.0.weight": net.encoder.down_half[0].weight,
+        "encoder.fsm.2.fuse.conv.l2h.weight": net.encoder.fsm_quarter.fuse.conv.l2h.weight,
+        "anchor_projection.1.bias": net.anchor_projection_half.bias,
+    }
+    for key, tensor in pairs.items():
+        assert torch.equal(tensor, old[key]), key
+    wrapper = nn.ModuleDict({"net": MSFSNet(**LEGACY_CFG)})  # a Lightning checkpoint's ``net.`` prefix
+    wrapper.load_state_dict({f"net.{k}": v for k, v in old.items()}, strict=True)
+    assert torch.equal(wrapper["net"].decoder_quarter.up.conv.bias, old["decoder.1.2.conv.bias"])
+
+
+def test_public_layout_options_change_only_their_part():
+    ours = MSFSNet(**TINY)
+    public = MSFSNet(
+        **TINY, fsm_conv_shortcut=True, concat_encoder_first=True, out_kernel_size=1,
+        shared_anchor_projection=True, aux_outputs=True,
+    )  # fmt: skip
+    fsms = ["encoder.fsm_full", "encoder.fsm_half", "encoder.fsm_quarter", "decoder_fsm_quarter"]
+    for name in fsms:  # equal widths: identity ours, 1x1 conv with bias public
+        assert isinstance(ours.get_submodule(name).shortcut, nn.Identity)
+        assert public.get_submodule(name).shortcut.bias is not None
+    assert ours.conv_last.kernel_size == (3, 3) and public.conv_last.kernel_size == (1, 1)
+    extra = set(public.state_dict()) - set(ours.state_dict())
+    assert {k.rsplit(".", 1)[0] for k in extra} == {
+        *(f"{name}.shortcut" for name in fsms),
+        "anchor_projection",
+        "aux_conv_half",
+        "aux_conv_quarter",
+    }
+    assert set(ours.state_dict()) - set(public.state_dict()) == {
+        f"anchor_projection_{scale}.{p}" for scale in ("full", "half") for p in ("weight", "bias")
+    }
+    with pytest.raises(ValueError, match="out_kernel_size"):
+        MSFSNet(**TINY, out_kernel_size=2)
+
+
+def test_an_old_and_a_new_name_for_the_same_tensor_fail():
+    net = MSFSNet(**LEGACY_CFG)
+    state = {**net.state_dict(), "head.weight": torch.zeros_like(net.conv_last.weight)}
+    with pytest.raises(ValueError, match="head.weight"):
+        net.load_state_dict(state)

@@ -29,6 +29,13 @@ class MSFSNetConfig:
     use_csffm: bool = True
     csffm_init: list[float] = field(default_factory=lambda: [-1.0, -0.6])
     norm: str = "batch"
+    # the public layout (model=msfs_public, docs/models.md); the defaults are our corrected one
+    fsm_conv_shortcut: bool = False
+    concat_encoder_first: bool = False
+    out_kernel_size: int = 3
+    shared_anchor_projection: bool = False
+    aux_outputs: bool = False
+    skip_first_encoder_blocks: bool = False
 
 
 @dataclass

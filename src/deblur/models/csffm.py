@@ -3,6 +3,9 @@
     mix  = sigmoid(theta) * f_en + (1 - sigmoid(theta)) * f_de        (adaptive mix-up, learnable theta)
     out  = [mix, f_en]                                                (concatenated with the encoder feature)
 
+``encoder_first=True`` concatenates ``[f_en, mix]`` instead, the public code's order: the same model up to a
+permutation of the next layer's input channels, but it decides which weights fit a released checkpoint.
+
 The decoder stage that follows up-samples ``out`` to the next, finer scale, which is what makes the fusion
 cross-scale. Eq. 4 as printed mixes the full-scale f_en with f_de_1/2, which cannot be added without
 resizing; the authors' public code mixes features of the same scale, and so do we. Initial theta: -1 at
@@ -16,11 +19,23 @@ from torch import nn
 
 
 class CrossScaleFeatureFusion(nn.Module):
-    """(f_en, f_de) each (N, C, H, W) -> (N, 2C, H, W) = [sigmoid(t) f_en + (1 - sigmoid(t)) f_de, f_en]."""
+    """CSFFM (Eq. 3-4): (f_en, f_de) -> [sigmoid(t) f_en + (1 - sigmoid(t)) f_de, f_en].
 
-    def __init__(self, init: float = 0.0) -> None:
+    Args:
+        init: the initial theta (a scalar parameter, shape ()).
+        encoder_first: False (ours): ``[mix, f_en]``; True (the public code): ``[f_en, mix]``.
+
+    Shape: f_en, f_de (N, C, H, W) each -> (N, 2C, H, W).
+
+    Example::
+
+        out = CrossScaleFeatureFusion(init=-1.0)(f_en, f_de)
+    """
+
+    def __init__(self, init: float = 0.0, encoder_first: bool = False) -> None:
         super().__init__()
         self.theta = nn.Parameter(torch.tensor(float(init)))
+        self.encoder_first = encoder_first
 
     def mix(self, f_en: torch.Tensor, f_de: torch.Tensor) -> torch.Tensor:
         """The adaptive mix-up term of Eq. 3-4: (N, C, H, W)."""
@@ -32,11 +47,20 @@ class CrossScaleFeatureFusion(nn.Module):
             raise ValueError(
                 f"CSFFM needs equal shapes, got encoder {tuple(f_en.shape)}, decoder {tuple(f_de.shape)}"
             )
-        return torch.cat([self.mix(f_en, f_de), f_en], dim=1)
+        mix = self.mix(f_en, f_de)
+        return torch.cat([f_en, mix] if self.encoder_first else [mix, f_en], dim=1)
 
 
 class SkipConcatenation(nn.Module):
-    """The ``no_csffm`` ablation (Table 4, row 2): a plain same-scale skip, (f_en, f_de) -> [f_de, f_en]."""
+    """The ``no_csffm`` ablation (Table 4, row 2): a plain same-scale skip, (f_en, f_de) -> [f_de, f_en]
+    (``[f_en, f_de]`` with ``encoder_first=True``, the order of the public code's concatenation).
+
+    Shape: f_en, f_de (N, C, H, W) each -> (N, 2C, H, W).
+    """
+
+    def __init__(self, encoder_first: bool = False) -> None:
+        super().__init__()
+        self.encoder_first = encoder_first
 
     def forward(self, f_en: torch.Tensor, f_de: torch.Tensor) -> torch.Tensor:
-        return torch.cat([f_de, f_en], dim=1)
+        return torch.cat([f_en, f_de] if self.encoder_first else [f_de, f_en], dim=1)

@@ -34,6 +34,9 @@ Choices of ours where the paper is silent:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -48,6 +51,41 @@ from deblur.models.upsample import PixelShuffleUpsample
 def fddn_size_mb(model: nn.Module) -> float:
     """fp32 size of ``model``'s parameters in MiB: 4 bytes * number of parameters / 2**20."""
     return 4 * sum(p.numel() for p in model.parameters()) / 2**20
+
+
+def upgrade_state_dict(state: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Rename the keys of an :class:`FDDN` state dict written before the input conv was renamed.
+
+    ``head.*`` (the shallow input conv) -> ``conv_first.*``; other keys (and keys not starting with
+    ``prefix``) pass unchanged, so upgrading twice is harmless. ``load_state_dict`` applies it by itself.
+
+    Args:
+        state: the state dict (not modified).
+        prefix: the network's key prefix inside ``state`` (e.g. ``"net."`` in a Lightning checkpoint).
+
+    Returns:
+        A new dict in the same order, with the current names.
+
+    Example::
+
+        net.load_state_dict(upgrade_state_dict(old_state))
+    """
+    old = prefix + "head."
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        new = prefix + "conv_first." + key[len(old) :] if key.startswith(old) else key
+        if new in out:
+            raise ValueError(f"upgrade_state_dict: old key {key!r} and another key both give {new!r}")
+        out[new] = value
+    return out
+
+
+def _upgrade_on_load(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: rename old keys under ``prefix`` in place (the dict is load's own copy)."""
+    if any(k.startswith(prefix + "head.") for k in state_dict):
+        upgraded = upgrade_state_dict(state_dict, prefix)  # fails if an old and a new key collide
+        state_dict.clear()
+        state_dict.update(upgraded)
 
 
 def _rcabs(channels: int, count: int, reduction: int) -> nn.Sequential:
@@ -109,7 +147,9 @@ class FDDN(nn.Module):
             ) from error
 
         self.variant = variant
-        self.head = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.LeakyReLU(LEAKY_SLOPE))
+        self.conv_first = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.LeakyReLU(LEAKY_SLOPE)
+        )
         self.down_half = InceptionDownsample(width, 2 * width)
         self.down_quarter = InceptionDownsample(2 * width, latent)
         self.latent_blocks = nn.Sequential(
@@ -122,10 +162,13 @@ class FDDN(nn.Module):
         self.up_full = PixelShuffleUpsample(2 * width, width)
         self.decode_full = _rcabs(width, decoder_rcabs, rcab_reduction)
         self.tail = nn.Conv2d(width, in_channels, 3, padding=1)
+        self.register_load_state_dict_pre_hook(_upgrade_on_load)
+
+    upgrade_state_dict = staticmethod(upgrade_state_dict)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, size = pad_to_multiple(x, self.multiple)
-        skip_full = self.head(padded)
+        skip_full = self.conv_first(padded)
         skip_half = self.down_half(skip_full)
         latent = self.down_quarter(skip_half)
         latent = latent + self.latent_conv(self.latent_blocks(latent))

@@ -3,7 +3,8 @@
     1x1 OctConv (alpha 0 -> 0.5)    split the input into high and low frequency parts
     3x3 OctConv (alpha 0.5 -> 0.5)  exchange and update them: its outputs are the exposed Y^H and Y^L
     1x1 OctConv (alpha 0.5 -> 0)    fuse them back into one feature
-    + residual                      identity when C_in == C_out, else a 1x1 projection
+    + residual                      identity when C_in == C_out, else a 1x1 projection; or, with
+                                    ``conv_shortcut=True`` (the public code), a 1x1 conv with bias always
 
 Calibrated on the authors' public code: every OctConv is bias-free and each of its output branches is
 followed by BatchNorm + ReLU; the inner width equals C_in (this reproduces the published 21.6 M parameters).
@@ -75,13 +76,30 @@ class _OctaveConvBNReLU(nn.Module):
 class FrequencySeparationModule(nn.Module):
     """FSM: (N, C_in, H, W) -> FrequencyFeatures(output (N, C_out, H, W), Y^H, Y^L).
 
-    ``C_in`` must be even (the 0.5 split). See the module docstring for the structure. ``norm="batch"``
-    (the public code) or ``"none"``: at the small batches of CPU runs (batch 4) the network learns to rely
-    on per-batch statistics that BatchNorm's running averages do not reproduce at evaluation, so the
-    ``msfs_small`` preset trains without it.
+    Args:
+        in_channels: C_in, even (the 0.5 split); also the inner width.
+        out_channels: C_out (default C_in).
+        norm: ``"batch"`` (the public code) or ``"none"``: at the small batches of CPU runs (batch 4) the
+            network learns to rely on per-batch statistics that BatchNorm's running averages do not
+            reproduce at evaluation, so the ``msfs_small`` preset trains without it.
+        conv_shortcut: False (ours): identity shortcut when C_in == C_out, a 1x1 conv projection otherwise.
+            True (the public code's ``OctBlock``): a 1x1 conv with bias even when the widths are equal.
+
+    Shape: (N, C_in, H, W) -> output (N, C_out, H, W), high (N, C_in/2, H, W),
+    low (N, C_in/2, ceil(H/2), ceil(W/2)).
+
+    Example::
+
+        out, high, low = FrequencySeparationModule(16, 8)(torch.randn(1, 16, 32, 32))
     """
 
-    def __init__(self, in_channels: int, out_channels: int | None = None, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        norm: str = "batch",
+        conv_shortcut: bool = False,
+    ) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         if in_channels < 2 or in_channels % 2:
@@ -89,9 +107,10 @@ class FrequencySeparationModule(nn.Module):
         self.split = _OctaveConvBNReLU(in_channels, in_channels, 1, 0.0, 0.5, norm=norm)
         self.exchange = _OctaveConvBNReLU(in_channels, in_channels, 3, 0.5, 0.5, norm=norm)
         self.fuse = _OctaveConvBNReLU(in_channels, out_channels, 1, 0.5, 0.0, norm=norm)
-        self.shortcut = (
-            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
-        )
+        if conv_shortcut or in_channels != out_channels:
+            self.shortcut: nn.Module = nn.Conv2d(in_channels, out_channels, 1)
+        else:
+            self.shortcut = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> FrequencyFeatures:
         high, low = self.exchange(self.split(x))
@@ -105,8 +124,14 @@ class PlainConvModule(nn.Module):
     (N, C_in, H, W) -> FrequencyFeatures(output (N, C_out, H, W), None, None).
     """
 
-    def __init__(self, in_channels: int, out_channels: int | None = None, norm: str = "batch") -> None:
-        super().__init__()  # norm is accepted for a uniform signature; the plain conv has none
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        norm: str = "batch",
+        conv_shortcut: bool = False,
+    ) -> None:
+        super().__init__()  # norm, conv_shortcut: the FSM's signature; the plain conv uses neither
         out_channels = in_channels if out_channels is None else out_channels
         self.body = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
 

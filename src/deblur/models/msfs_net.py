@@ -1,34 +1,49 @@
 """MSFS-Net: multi-scale frequency separation network (Zhang, Li et al., paper Fig. 3).
 
-Wiring (C = width; scales full, 1/2, 1/4; k = 0, 1, 2 index the scales 1/2^k):
+Wiring, top-down as in Fig. 3 (C = width; the module's attribute name on the right):
 
-    encoder   stem 3x3 (3 -> C) + ReLU -> FSM_0 -> n residual blocks
-              -> down_1 (3x3 stride 2 + LeakyReLU 0.2) = f_en_1/2 -> FSM_1 -> n residual blocks
-              -> down_2 = f_en_1/4 -> FSM_2
-    latent    m RCABs (C)
-    decoder   FSM_de_2 (C -> C) = f_de_1/4
-              -> CSFFM_theta(f_en_1/4, f_de_1/4) (2C) -> d RCABs (2C) -> pixel shuffle x2 (2C)
-              -> FSM_de_1 (2C -> C) = f_de_1/2
-              -> CSFFM_gamma(f_en_1/2, f_de_1/2) (2C) -> d RCABs (2C) -> pixel shuffle x2 (2C)
-              -> FSM_de_0 (2C -> C) -> 3x3 conv (C -> 3) + blurry input (raw-image residual)
+    encoder   stem 3x3 conv (3 -> C) + ReLU                               encoder.stem
+              FSM at full scale                                           encoder.fsm_full
+              n residual blocks                                           encoder.blocks_full
+              3x3 conv, stride 2 + LeakyReLU(0.2) = f_en_1/2              encoder.down_half
+              FSM at 1/2 scale                                            encoder.fsm_half
+              n residual blocks                                           encoder.blocks_half
+              3x3 conv, stride 2 + LeakyReLU(0.2) = f_en_1/4              encoder.down_quarter
+              FSM at 1/4 scale                                            encoder.fsm_quarter
+    latent    m RCABs (C)                                                 latent
+    decoder   FSM (C -> C) = f_de_1/4                                     decoder_fsm_quarter
+              CSFFM_theta(f_en_1/4, f_de_1/4) (2C)                        fusion_quarter
+              d RCABs (2C) + pixel shuffle x2 (2C), 1/4 -> 1/2 scale      decoder_quarter
+              FSM (2C -> C) = f_de_1/2                                    decoder_fsm_half
+              CSFFM_gamma(f_en_1/2, f_de_1/2) (2C)                        fusion_half
+              d RCABs (2C) + pixel shuffle x2 (2C), 1/2 -> full scale     decoder_half
+              FSM (2C -> C)                                               decoder_fsm_full
+              conv (C -> 3) + blurry input (raw-image residual)           conv_last
 
 Frequency features for the losses (Sec. 3.5-3.6): the encoder FSMs give the negatives (Y^H) and the
-low-frequency references (Y^L) at k = 0, 1, 2; the decoder FSMs give the anchors (Y^H, projected by a 1x1
-conv to the encoder's C/2 channels where the decoder's is wider); re-running the same encoder on the output
-(or, optionally, the target) image gives the positives and the low-frequency targets
+low-frequency references (Y^L) at every scale; the decoder FSMs give the anchors (Y^H, projected by a 1x1
+conv to the encoder's C/2 channels where the decoder's is wider: ``anchor_projection_full`` /
+``anchor_projection_half``, or one shared ``anchor_projection``); re-running the same encoder on the
+output (or, optionally, the target) image gives the positives and the low-frequency targets
 (:meth:`MSFSNet.encode_frequencies`).
 
-Defaults reproduce the published model's size (21.6 M parameters: C = 64, n = 8, m = 10, d = 30), without
-the public code's defect of skipping the first encoder stage's residual blocks. Differences from the
-public code: per-scale anchor projections instead of one shared one; no auxiliary 1/2 and 1/4 image heads
-(the paper's loss, Eq. 7, uses only the full-size output); identity FSM shortcuts where widths match.
+Defaults (``model=msfs``) reproduce the published model's size (21.6 M parameters: C = 64, n = 8, m = 10,
+d = 30) in our corrected layout. Options reproduce the authors' public layout exactly, so that their
+released weights load (``model=msfs_public``, :mod:`deblur.models.msfs_public`); docs/models.md lists the
+differences and why each exists.
+
+State-dict keys were renamed from index-based names (``decoder_fsm.2``, ``fusion.1``, ``head`` ...) to the
+names above; :func:`upgrade_state_dict` maps the old names, and ``load_state_dict`` applies it by itself.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deblur.models.csffm import CrossScaleFeatureFusion, SkipConcatenation
@@ -51,17 +66,29 @@ class MSFSFeatures(NamedTuple):
     dec_high: list[torch.Tensor]
 
 
+class AuxImages(NamedTuple):
+    """The public code's auxiliary outputs: 1x1 conv of a decoder FSM output + nearest-down-sampled input.
+
+    half: (N, 3, ceil(H/2), ceil(W/2)); quarter: (N, 3, ceil(H/4), ceil(W/4)).
+    """
+
+    half: torch.Tensor
+    quarter: torch.Tensor
+
+
 class EncoderOutput(NamedTuple):
-    """latent: (N, C, H/4, W/4); skips: [f_en_1/2 (N, C, H/2, W/2), f_en_1/4 (N, C, H/4, W/4)];
-    high / low: the encoder FSMs' Y^H and Y^L per scale (None without FSMs)."""
+    """latent: (N, C, H/4, W/4); skip_half = f_en_1/2 (N, C, H/2, W/2) and skip_quarter = f_en_1/4
+    (N, C, H/4, W/4), the down-samplers' outputs; high / low: the encoder FSMs' Y^H and Y^L, full scale
+    first (None without FSMs)."""
 
     latent: torch.Tensor
-    skips: list[torch.Tensor]
+    skip_half: torch.Tensor
+    skip_quarter: torch.Tensor
     high: list[torch.Tensor | None]
     low: list[torch.Tensor | None]
 
 
-def _check_positive(**values: int) -> None:
+def _check_count(**values: int) -> None:
     for key, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"MSFSNet: {key} must be a non-negative integer, got {value!r}")
@@ -74,62 +101,185 @@ class DownSample(nn.Sequential):
         super().__init__(nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False), nn.LeakyReLU(0.2))
 
 
-class MSFSEncoder(nn.Module):
-    """The encoder of Fig. 3, shared by the blurry input and the re-encoded output image.
+def _residual_blocks(channels: int, count: int) -> nn.Sequential:
+    return nn.Sequential(*[ResidualBlock(channels) for _ in range(count)])
 
-    (N, 3, H, W) with H, W multiples of 8 -> :class:`EncoderOutput`.
+
+class MSFSEncoder(nn.Module):
+    """The encoder of Fig. 3, shared by the blurry input and the re-encoded output (or target) image.
+
+    Args:
+        in_channels: image channels. width: C. blocks: residual blocks per stage (n).
+        use_fsm: False replaces the FSMs by plain 3x3 conv + ReLU (ablation).
+        norm, conv_shortcut: passed to every FSM (:class:`FrequencySeparationModule`).
+
+    Shape: (N, 3, H, W) with H, W multiples of 8 -> :class:`EncoderOutput`.
     """
 
-    def __init__(self, in_channels: int, width: int, blocks: int, use_fsm: bool, norm: str = "batch") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        blocks: int,
+        use_fsm: bool,
+        norm: str = "batch",
+        conv_shortcut: bool = False,
+    ) -> None:
         super().__init__()
         freq = FrequencySeparationModule if use_fsm else PlainConvModule
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True))
-        self.fsm = nn.ModuleList([freq(width, norm=norm) for _ in range(3)])
-        self.blocks = nn.ModuleList(
-            [nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)]) for _ in range(2)]
+        # registered by kind, full scale first: the parameter order of the earlier index-based version,
+        # which the optimizer state of a resumed run depends on
+        self.fsm_full = freq(width, norm=norm, conv_shortcut=conv_shortcut)
+        self.fsm_half = freq(width, norm=norm, conv_shortcut=conv_shortcut)
+        self.fsm_quarter = freq(width, norm=norm, conv_shortcut=conv_shortcut)
+        self.blocks_full = _residual_blocks(width, blocks)
+        self.blocks_half = _residual_blocks(width, blocks)
+        self.down_half = DownSample(width)
+        self.down_quarter = DownSample(width)
+
+    def forward(self, x: torch.Tensor, skip_first_blocks: bool = False) -> EncoderOutput:
+        """``skip_first_blocks=True`` leaves out ``blocks_full`` (the public code's blurry-input path)."""
+        full: FrequencyFeatures = self.fsm_full(self.stem(x))
+        feat = full.output if skip_first_blocks else self.blocks_full(full.output)
+        skip_half = self.down_half(feat)
+        half: FrequencyFeatures = self.fsm_half(skip_half)
+        skip_quarter = self.down_quarter(self.blocks_half(half.output))
+        quarter: FrequencyFeatures = self.fsm_quarter(skip_quarter)
+        return EncoderOutput(
+            latent=quarter.output,
+            skip_half=skip_half,
+            skip_quarter=skip_quarter,
+            high=[full.high, half.high, quarter.high],
+            low=[full.low, half.low, quarter.low],
         )
-        self.down = nn.ModuleList([DownSample(width) for _ in range(2)])
-
-    def forward(self, x: torch.Tensor) -> EncoderOutput:
-        highs, lows, skips = [], [], []
-        feat = self.stem(x)
-        for k in range(3):
-            if k > 0:
-                feat = self.down[k - 1](feat)
-                skips.append(feat)
-            freq: FrequencyFeatures = self.fsm[k](feat)
-            feat = freq.output
-            highs.append(freq.high)
-            lows.append(freq.low)
-            if k < 2:
-                feat = self.blocks[k](feat)
-        return EncoderOutput(feat, skips, highs, lows)
 
 
-class DecoderStage(nn.Sequential):
-    """d RCABs at 2C channels then pixel-shuffle up-sampling: (N, 2C, H, W) -> (N, 2C, 2H, 2W)."""
+class DecoderStage(nn.Module):
+    """d RCABs at 2C channels (``blocks``) then pixel-shuffle up-sampling by 2 (``up``).
+
+    Shape: (N, 2C, H, W) -> (N, 2C, 2H, 2W).
+    """
 
     def __init__(self, channels: int, blocks: int, reduction: int) -> None:
-        super().__init__(
-            *[RCAB(channels, reduction) for _ in range(blocks)], PixelShuffleUpsample(channels, channels)
-        )
+        super().__init__()
+        self.blocks = nn.Sequential(*[RCAB(channels, reduction) for _ in range(blocks)])
+        self.up = PixelShuffleUpsample(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.blocks(x))
+
+
+# ---------------------------------------------------------------- state-dict names of earlier versions
+#: (old key prefix as a regex, new prefix): the index-based names before the named stages
+_LEGACY_PREFIXES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(old), new)
+    for old, new in [
+        (r"encoder\.fsm\.0\.", "encoder.fsm_full."),
+        (r"encoder\.fsm\.1\.", "encoder.fsm_half."),
+        (r"encoder\.fsm\.2\.", "encoder.fsm_quarter."),
+        (r"encoder\.blocks\.0\.", "encoder.blocks_full."),
+        (r"encoder\.blocks\.1\.", "encoder.blocks_half."),
+        (r"encoder\.down\.0\.", "encoder.down_half."),
+        (r"encoder\.down\.1\.", "encoder.down_quarter."),
+        (r"decoder_fsm\.0\.", "decoder_fsm_full."),
+        (r"decoder_fsm\.1\.", "decoder_fsm_half."),
+        (r"decoder_fsm\.2\.", "decoder_fsm_quarter."),
+        (r"fusion\.0\.", "fusion_half."),
+        (r"fusion\.1\.", "fusion_quarter."),
+        # a decoder stage was one Sequential: RCABs (keys ``i.body.*``), then the up-sampler (``d.conv.*``)
+        (r"decoder\.0\.(\d+)\.body\.", r"decoder_half.blocks.\1.body."),
+        (r"decoder\.1\.(\d+)\.body\.", r"decoder_quarter.blocks.\1.body."),
+        (r"decoder\.0\.\d+\.conv\.", "decoder_half.up.conv."),
+        (r"decoder\.1\.\d+\.conv\.", "decoder_quarter.up.conv."),
+        (r"anchor_projection\.0\.", "anchor_projection_full."),
+        (r"anchor_projection\.1\.", "anchor_projection_half."),
+        (r"head\.", "conv_last."),
+    ]
+]
+
+
+def _upgrade_key(key: str) -> str:
+    for pattern, new in _LEGACY_PREFIXES:
+        match = pattern.match(key)
+        if match:
+            return match.expand(new) + key[match.end() :]
+    return key
+
+
+def upgrade_state_dict(state: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Rename the keys of an :class:`MSFSNet` state dict written before the named stages.
+
+    ``encoder.fsm.0`` -> ``encoder.fsm_full``, ``decoder_fsm.2`` -> ``decoder_fsm_quarter``, ``fusion.1`` ->
+    ``fusion_quarter``, ``decoder.1.<i>`` -> ``decoder_quarter.blocks.<i>`` / ``decoder_quarter.up``,
+    ``anchor_projection.0`` -> ``anchor_projection_full``, ``head`` -> ``conv_last``, and so on. Keys in the
+    current naming (and keys not starting with ``prefix``) pass unchanged, so upgrading twice is harmless.
+
+    Args:
+        state: the state dict (not modified).
+        prefix: the network's key prefix inside ``state`` (e.g. ``"net."`` in a Lightning checkpoint).
+
+    Returns:
+        A new dict in the same order, with the current names.
+
+    Example::
+
+        net.load_state_dict(upgrade_state_dict(torch.load(path)))  # load_state_dict also does it itself
+    """
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        new = prefix + _upgrade_key(key[len(prefix) :]) if key.startswith(prefix) else key
+        if new in out:
+            raise ValueError(f"upgrade_state_dict: old key {key!r} and another key both give {new!r}")
+        out[new] = value
+    return out
+
+
+def _upgrade_on_load(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: rename old keys under ``prefix`` in place (the dict is load's own copy)."""
+    names = [k[len(prefix) :] for k in state_dict if k.startswith(prefix)]
+    if any(_upgrade_key(name) != name for name in names):
+        upgraded = upgrade_state_dict(state_dict, prefix)  # fails if an old and a new key collide
+        state_dict.clear()
+        state_dict.update(upgraded)
 
 
 class MSFSNet(nn.Module):
-    """MSFS-Net. ``net(x)`` maps a blurry (N, 3, H, W) image in [0, 1] to the deblurred (N, 3, H, W) image,
-    for any H and W (reflect-padded inside to a multiple of 8, cropped back).
-
-    ``net(x, return_features=True)`` returns ``(image, MSFSFeatures | None)``; features are None when the
-    FSMs are ablated (``use_fsm=False``), since there are then no frequency parts to constrain.
+    """MSFS-Net: a blurry image in [0, 1] -> the deblurred image, any H and W (reflect-padded inside to a
+    multiple of 8, cropped back).
 
     Args:
+        in_channels: image channels (3).
         width: channels C at every scale (decoder stages work at 2C). Must be even and >= 2.
         encoder_blocks: residual blocks per encoder stage (n). latent_blocks: latent RCABs (m).
         decoder_blocks: RCABs per decoder stage (d). reduction: RCAB channel-attention reduction.
         use_fsm: False replaces every FSM with a 3x3 conv + ReLU (Table 4, "w/o FSM").
         use_csffm: False replaces each CSFFM by a plain skip concatenation (Table 4, "w/o CSFFM").
-        csffm_init: initial theta (1/4 scale) and gamma (1/2 scale) of the CSFFMs.
+        csffm_init: initial theta (1/4 scale) and gamma (1/2 scale) of the CSFFMs (Eq. 3-4).
         norm: normalisation inside the FSMs: "batch" (the public code) or "none" (small-batch runs).
+        fsm_conv_shortcut: every FSM gets a 1x1 conv shortcut with bias, also where C_in == C_out (public
+            layout); False: identity there.
+        concat_encoder_first: the decoder stages take ``[f_en, mix]`` (public layout) instead of
+            ``[mix, f_en]``.
+        out_kernel_size: kernel of ``conv_last`` (3 ours, 1 public).
+        shared_anchor_projection: one 1x1 conv projects both the full and 1/2-scale anchors (public
+            layout); False: one per scale.
+        aux_outputs: build the public code's 1/2 and 1/4-scale image heads (``aux_conv_half``,
+            ``aux_conv_quarter``, 1x1 conv C -> 3). They are off the inference path: only
+            ``forward(..., return_aux=True)`` computes them.
+        skip_first_encoder_blocks: the public code's defect, which its released weights were trained with:
+            the blurry input bypasses ``encoder.blocks_full``; :meth:`encode_frequencies` still uses them.
+
+    Shape:
+        ``net(x)``: (N, 3, H, W) -> (N, 3, H, W).
+        ``net(x, return_features=True)`` -> ``(image, MSFSFeatures | None)``; features are None when the
+        FSMs are ablated (``use_fsm=False``), since there are then no frequency parts to constrain.
+        ``net(x, return_aux=True)`` -> ``(image, AuxImages)``; with both flags ``(image, features, aux)``.
+
+    Example::
+
+        net = MSFSNet(width=16, encoder_blocks=1, latent_blocks=1, decoder_blocks=1)
+        image, features = net(torch.rand(1, 3, 64, 96), return_features=True)
     """
 
     multiple = 8
@@ -146,9 +296,15 @@ class MSFSNet(nn.Module):
         use_csffm: bool = True,
         csffm_init: tuple[float, float] = (-1.0, -0.6),
         norm: str = "batch",
+        fsm_conv_shortcut: bool = False,
+        concat_encoder_first: bool = False,
+        out_kernel_size: int = 3,
+        shared_anchor_projection: bool = False,
+        aux_outputs: bool = False,
+        skip_first_encoder_blocks: bool = False,
     ) -> None:
         super().__init__()
-        _check_positive(
+        _check_count(
             encoder_blocks=encoder_blocks, latent_blocks=latent_blocks, decoder_blocks=decoder_blocks
         )
         if not isinstance(width, int) or isinstance(width, bool) or width < 2 or width % 2:
@@ -159,35 +315,53 @@ class MSFSNet(nn.Module):
             raise ValueError(f"MSFSNet: norm must be 'batch' or 'none', got {norm!r}")
         if len(csffm_init) != 2:
             raise ValueError(f"MSFSNet: csffm_init needs two values (theta, gamma), got {csffm_init!r}")
+        if not isinstance(out_kernel_size, int) or out_kernel_size < 1 or out_kernel_size % 2 == 0:
+            raise ValueError(f"MSFSNet: out_kernel_size must be an odd integer >= 1, got {out_kernel_size!r}")
         self.use_fsm = use_fsm
         self.in_channels = in_channels
+        self.shared_anchor_projection = shared_anchor_projection
+        self.skip_first_encoder_blocks = skip_first_encoder_blocks
         wide = 2 * width
         freq = FrequencySeparationModule if use_fsm else PlainConvModule
+        fsm_args: dict[str, Any] = {"norm": norm, "conv_shortcut": fsm_conv_shortcut}
+        theta, gamma = csffm_init
 
-        self.encoder = MSFSEncoder(in_channels, width, encoder_blocks, use_fsm, norm)
+        self.encoder = MSFSEncoder(in_channels, width, encoder_blocks, use_fsm, norm, fsm_conv_shortcut)
         self.latent = nn.Sequential(*[RCAB(width, reduction) for _ in range(latent_blocks)])
-        # index k = scale 1/2^k
-        self.decoder_fsm = nn.ModuleList(
-            [freq(wide, width, norm=norm), freq(wide, width, norm=norm), freq(width, width, norm=norm)]
-        )
+        # Registered by kind, full scale first (the parameter order of the earlier index-based version, which
+        # the optimizer state of a resumed run depends on); forward() runs them top-down.
+        self.decoder_fsm_full = freq(wide, width, **fsm_args)
+        self.decoder_fsm_half = freq(wide, width, **fsm_args)
+        self.decoder_fsm_quarter = freq(width, width, **fsm_args)
         if use_csffm:
-            self.fusion = nn.ModuleList(
-                [CrossScaleFeatureFusion(csffm_init[1]), CrossScaleFeatureFusion(csffm_init[0])]
-            )
+            self.fusion_half: nn.Module = CrossScaleFeatureFusion(gamma, concat_encoder_first)
+            self.fusion_quarter: nn.Module = CrossScaleFeatureFusion(theta, concat_encoder_first)
         else:
-            self.fusion = nn.ModuleList([SkipConcatenation(), SkipConcatenation()])
-        self.decoder = nn.ModuleList([DecoderStage(wide, decoder_blocks, reduction) for _ in range(2)])
-        # decoder Y^H at k = 0, 1 has C channels (its FSM input is 2C); the encoder's has C/2
-        self.anchor_projection = nn.ModuleList(
-            [nn.Conv2d(width, width // 2, 1) for _ in range(2)] if use_fsm else []
-        )
-        self.head = nn.Conv2d(width, in_channels, 3, padding=1)
+            self.fusion_half = SkipConcatenation(concat_encoder_first)
+            self.fusion_quarter = SkipConcatenation(concat_encoder_first)
+        self.decoder_half = DecoderStage(wide, decoder_blocks, reduction)
+        self.decoder_quarter = DecoderStage(wide, decoder_blocks, reduction)
+        # decoder Y^H at full and 1/2 scale has C channels (its FSM input is 2C); the encoder's has C/2
+        if use_fsm and shared_anchor_projection:
+            self.anchor_projection = nn.Conv2d(width, width // 2, 1)
+        elif use_fsm:
+            self.anchor_projection_full = nn.Conv2d(width, width // 2, 1)
+            self.anchor_projection_half = nn.Conv2d(width, width // 2, 1)
+        self.conv_last = nn.Conv2d(width, in_channels, out_kernel_size, padding=out_kernel_size // 2)
+        self.aux_conv_half = nn.Conv2d(width, in_channels, 1) if aux_outputs else None
+        self.aux_conv_quarter = nn.Conv2d(width, in_channels, 1) if aux_outputs else None
+        self.register_load_state_dict_pre_hook(_upgrade_on_load)
+
+    upgrade_state_dict = staticmethod(upgrade_state_dict)
 
     def encode_frequencies(self, image: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Run the shared encoder on an image (the output or the target) and return its (Y^H, Y^L) per scale.
 
-        (N, 3, H, W) -> ([high_k (N, C/2, H/2^k, W/2^k)], [low_k (N, C/2, H/2^(k+1), W/2^(k+1))]),
-        k = 0, 1, 2.
+        Always through every encoder stage, also with ``skip_first_encoder_blocks`` (as the public code
+        re-encodes its ground truth).
+
+        Shape: (N, 3, H, W) -> ([high_k (N, C/2, H/2^k, W/2^k)], [low_k (N, C/2, H/2^(k+1), W/2^(k+1))]),
+        k = 0 (full), 1 (1/2), 2 (1/4).
         """
         if not self.use_fsm:
             raise RuntimeError(
@@ -198,27 +372,60 @@ class MSFSNet(nn.Module):
         return list(enc.high), list(enc.low)
 
     def forward(
-        self, x: torch.Tensor, return_features: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, MSFSFeatures | None]:
+        self, x: torch.Tensor, return_features: bool = False, return_aux: bool = False
+    ) -> torch.Tensor | tuple[Any, ...]:
+        """Deblur ``x``; see the class docstring for what the flags add to the result."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"MSFSNet expects (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}")
+        if return_aux and self.aux_conv_half is None:
+            raise ValueError(
+                "MSFSNet: return_aux=True needs the auxiliary heads (build with aux_outputs=True)"
+            )
         padded, size = pad_to_multiple(x, self.multiple)
-        enc = self.encoder(padded)
-        f_en_half, f_en_quarter = enc.skips
+        enc = self.encoder(padded, skip_first_blocks=self.skip_first_encoder_blocks)
+        # 1/4 scale
+        dec_quarter: FrequencyFeatures = self.decoder_fsm_quarter(self.latent(enc.latent))
+        feat = self.decoder_quarter(self.fusion_quarter(enc.skip_quarter, dec_quarter.output))
+        # 1/2 scale
+        dec_half: FrequencyFeatures = self.decoder_fsm_half(feat)
+        feat = self.decoder_half(self.fusion_half(enc.skip_half, dec_half.output))
+        # full scale
+        dec_full: FrequencyFeatures = self.decoder_fsm_full(feat)
+        image = crop_to(self.conv_last(dec_full.output) + padded, size)
 
-        dec_quarter = self.decoder_fsm[2](self.latent(enc.latent))
-        feat = self.decoder[1](self.fusion[1](f_en_quarter, dec_quarter.output))
-        dec_half = self.decoder_fsm[1](feat)
-        feat = self.decoder[0](self.fusion[0](f_en_half, dec_half.output))
-        dec_full = self.decoder_fsm[0](feat)
-        image = crop_to(self.head(dec_full.output) + padded, size)
-        if not return_features:
+        if not (return_features or return_aux):
             return image
+        result: list[Any] = [image]
+        if return_features:
+            result.append(self._features(enc, dec_full, dec_half, dec_quarter))
+        if return_aux:
+            result.append(self._aux_images(padded, size, dec_half.output, dec_quarter.output))
+        return tuple(result)
+
+    def _features(
+        self,
+        enc: EncoderOutput,
+        dec_full: FrequencyFeatures,
+        dec_half: FrequencyFeatures,
+        dec_quarter: FrequencyFeatures,
+    ) -> MSFSFeatures | None:
         if not self.use_fsm:
-            return image, None
-        anchors = [
-            self.anchor_projection[0](dec_full.high),
-            self.anchor_projection[1](dec_half.high),
-            dec_quarter.high,
-        ]
-        return image, MSFSFeatures(list(enc.high), list(enc.low), anchors)
+            return None
+        if self.shared_anchor_projection:
+            project_full = project_half = self.anchor_projection
+        else:
+            project_full, project_half = self.anchor_projection_full, self.anchor_projection_half
+        anchors = [project_full(dec_full.high), project_half(dec_half.high), dec_quarter.high]
+        return MSFSFeatures(list(enc.high), list(enc.low), anchors)
+
+    def _aux_images(
+        self, padded: torch.Tensor, size: tuple[int, int], half: torch.Tensor, quarter: torch.Tensor
+    ) -> AuxImages:
+        """The public code's ``pred_2`` / ``pred_4``: 1x1 conv(decoder FSM output) + down-sampled input."""
+        input_half = F.interpolate(padded, scale_factor=0.5, mode="nearest")
+        input_quarter = F.interpolate(input_half, scale_factor=0.5, mode="nearest")
+        h, w = size
+        return AuxImages(
+            half=crop_to(self.aux_conv_half(half) + input_half, ((h + 1) // 2, (w + 1) // 2)),
+            quarter=crop_to(self.aux_conv_quarter(quarter) + input_quarter, ((h + 3) // 4, (w + 3) // 4)),
+        )
