@@ -5,7 +5,11 @@ Formats, recognised by their content:
 * a ``deblur-train`` (Lightning) checkpoint: a dict with ``state_dict`` (network weights under ``net.``)
   and ``hyper_parameters.model`` (the network's config, so nothing else is needed);
 * a plain state dict (tensors by name; a ``net.`` or ``module.`` prefix on every key is stripped): the
-  network must be named (``model=<preset>`` on the command line, ``model=`` in the API).
+  network must be named (``model=<preset>`` on the command line, ``model=`` in the API);
+* the MSFS-Net authors' released files (``model.pkl``, ``model_R.pkl``, ``model_J.pkl``: ``{"model":
+  state_dict, ...}`` with their key names, optionally ``module.``-prefixed): converted in memory
+  (:mod:`deblur.models.msfs_public`) and loaded into ``model=msfs_public``; any other model is refused
+  naming ``model=msfs_public``.
 
 Every file is read with ``torch.load(..., weights_only=True)``: a pickle that refers to anything but tensors
 and plain containers is refused and none of its code runs. Weights are loaded strictly: a file with
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from deblur.errors import UserError
+from deblur.models.msfs_public import is_public_checkpoint, public_model_config, state_from_public_checkpoint
 from deblur.utils.device import select_device
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,13 @@ def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     if state and all(k.startswith(prefix) for k in state):
         return {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
+
+
+def _public_state(obj: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
+    try:
+        return state_from_public_checkpoint(obj)
+    except ValueError as err:
+        raise CheckpointError(f"{source}: looks like the MSFS-Net authors' weights but {err}") from err
 
 
 def split_checkpoint(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -156,8 +168,19 @@ def load_model(
     from deblur.models.registry import build_model, model_config
 
     source = f"{key}={Path(path).expanduser()}"
-    state, saved = split_checkpoint(read_checkpoint(path, key))
+    obj = read_checkpoint(path, key)
     asked = model_config(model) if model is not None else None
+    if is_public_checkpoint(obj):
+        state, saved = _public_state(obj, source), public_model_config()
+        if asked is not None and any(asked.get(k) != v for k, v in saved.items() if k != "csffm_init"):
+            raise CheckpointError(
+                f"{source} holds the MSFS-Net authors' released weights (their FreNet layout), which fit "
+                f"model=msfs_public only, but model {describe_model(asked)} was asked for: use "
+                "model=msfs_public (or leave model= out)"
+            )
+        log.info("%s: the MSFS-Net authors' released weights, converted to model=msfs_public", source)
+    else:
+        state, saved = split_checkpoint(obj)
     if asked is not None and saved is not None:
         _check_same_network(saved, asked, source)
     cfg = asked if asked is not None else saved
@@ -174,7 +197,8 @@ def load_model(
 
 #: model keys that decide the architecture, compared between a checkpoint and the config asked for
 ARCHITECTURE_KEYS = ("name", "width", "variant", "use_fsm", "use_csffm", "num_fdb", "encoder_blocks",
-                     "decoder_blocks")
+                     "decoder_blocks", "fsm_conv_shortcut", "concat_encoder_first", "out_kernel_size",
+                     "shared_anchor_projection", "aux_outputs", "skip_first_encoder_blocks")
 
 
 def _check_same_network(saved: Mapping[str, Any], asked: Mapping[str, Any], source: str) -> None:

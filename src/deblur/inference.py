@@ -208,7 +208,8 @@ def restore(
 def prepare_network(
     net: nn.Module, settings: InferenceSettings | None = None
 ) -> tuple[nn.Module, InferenceOptions, torch.device]:
-    """Get a loaded network ready to run as ``settings`` say: device, speed options (and TLC).
+    """Get a loaded network ready to run as ``settings`` say: device, speed options and TLC
+    (:func:`deblur.models.tlc.convert_to_tlc` when ``settings.tlc.enabled``).
 
     Args:
         net: a network in eval mode (e.g. from :func:`deblur.checkpoints.load_model`); left unchanged.
@@ -224,4 +225,13 @@ def prepare_network(
     settings = settings or InferenceSettings()
     device = select_device(settings.device)
     options = resolve_options(device, **settings.speed)
+    if settings.tlc.enabled:
+        from deblur.models.tlc import convert_to_tlc, revert_tlc
+
+        convert_to_tlc(net, settings.tlc.base_size, settings.tlc.train_size)
+        try:
+            prepared = prepare_for_inference(net, options, device)  # a converted copy
+        finally:
+            revert_tlc(net)  # the caller's network is left as it was
+        return prepared, options, device
     return prepare_for_inference(net, options, device), options, device

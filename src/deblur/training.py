@@ -11,6 +11,7 @@ validate the final weights and write ``metrics.json``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -26,6 +27,8 @@ from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.utils.files import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 #: keys of metrics.json that other tools (collectors, notebooks) rely on
 METRIC_KEYS = ("val/psnr", "val/ssim", "val/psnr_input", "val/ssim_input")
@@ -111,6 +114,25 @@ def _resolve_ckpt_path(cfg: DictConfig, output_dir: Path) -> str | None:
     return None if ckpt_path is None else str(ckpt_path)
 
 
+def initialise_weights(module: RestorationModule, path: str, resuming: bool = False) -> None:
+    """``init_from=<file>``: start training from the weights in ``path`` (fine-tuning).
+
+    Any file :func:`deblur.checkpoints.load_model` reads (a ``deblur-train`` checkpoint, a plain state dict,
+    the MSFS-Net authors' released weights) whose network fits this run's ``model``; only the network's
+    weights are taken: the optimiser, the schedule and the step counter start from zero (unlike
+    ``ckpt_path``, which resumes a run). When the run resumes from its own checkpoint, that checkpoint's
+    weights win and ``init_from`` is not applied again.
+    """
+    from deblur.checkpoints import load_model
+
+    if resuming:
+        print(f"init_from={path} not applied: resuming from the run's checkpoint, which holds newer weights")
+        return
+    source, _ = load_model(path, model=module.hparams["model"], key="init_from")
+    module.net.load_state_dict(source.state_dict(), strict=True)
+    print(f"init_from: network weights from {path} (step counter, optimiser and schedule start fresh)")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train and validate as configured; returns (and writes) the metrics.json payload.
 
@@ -135,6 +157,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optim=_container(cfg.optim),
         channels_last=bool(cfg.get("channels_last", False)),
     )
+    if cfg.get("init_from"):
+        initialise_weights(module, str(cfg.init_from), resuming=ckpt_path is not None)
     trainer = build_trainer(cfg)
     wandb_loggers = wandb_loggers_of(trainer)
     try:

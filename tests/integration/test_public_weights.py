@@ -1,0 +1,70 @@
+"""The MSFS-Net authors' released files and init_from: every command's loader reads them, the wrong model
+is refused naming model=msfs_public, and fine-tuning starts from a file's weights with a fresh step count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deblur.checkpoints import CheckpointError, load_model
+from deblur.lit.restoration import RestorationModule
+from deblur.models.msfs_public import public_key_map, public_model_config
+from deblur.training import initialise_weights, train
+from tests.integration.conftest import TINY_TRAIN
+from tests.unit.test_msfs_public import _manifest
+
+
+@pytest.fixture(scope="module")
+def released_file(tmp_path_factory):
+    """A file in the released format: {'model': state dict with their key names (DataParallel prefix)}."""
+    gen = torch.Generator().manual_seed(1)
+    state = {}
+    for key, shape, dtype in _manifest():
+        random = torch.randn(shape, generator=gen)
+        state[f"module.{key}"] = random if dtype.is_floating_point else torch.zeros(shape, dtype=dtype)
+    path = tmp_path_factory.mktemp("released") / "model.pkl"
+    torch.save({"model": state, "epoch": 3000}, path)
+    return path, state
+
+
+def test_load_model_converts_the_released_format_and_refuses_other_models(released_file):
+    path, state = released_file
+    net, cfg = load_model(path)
+    assert {k: cfg[k] for k in public_model_config() if k != "csffm_init"} == {
+        k: v for k, v in public_model_config().items() if k != "csffm_init"
+    }
+    ours = net.state_dict()
+    for public, mine in list(public_key_map().items())[:: 97]:  # values land where the map says
+        assert torch.equal(ours[mine].reshape(-1), state[f"module.{public}"].reshape(-1)), (public, mine)
+    assert not net.training
+    with pytest.raises(CheckpointError, match="model=msfs_public"):
+        load_model(path, model="msfs")
+    with pytest.raises(CheckpointError, match="model=msfs_public"):
+        load_model(path, model="fddn_small", key="init_from")
+
+
+def _tiny_model(compose_train) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(compose_train(*TINY_TRAIN).model, resolve=True)
+
+
+def test_init_from_sets_the_starting_weights_not_the_step_counter(compose_train, tmp_path):
+    model = _tiny_model(compose_train)
+    torch.manual_seed(123)
+    source = RestorationModule(model=model, loss={"name": "msfs"}, optim={"name": "adam", "lr": 1e-4})
+    ckpt = tmp_path / "source.ckpt"
+    saved = {"state_dict": source.state_dict(), "hyper_parameters": {"model": model}, "global_step": 77}
+    torch.save(saved, ckpt)
+
+    fresh = RestorationModule(model=model, loss={"name": "msfs"}, optim={"name": "adam", "lr": 1e-4})
+    initialise_weights(fresh, str(ckpt))
+    for (name, a), b in zip(fresh.net.state_dict().items(), source.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+    cfg = compose_train(
+        *TINY_TRAIN, f"init_from={ckpt}", "trainer.max_steps=2", "trainer.val_check_interval=2",
+        "callbacks=none", "logger=none", "trainer.max_time=null",
+    )  # fmt: skip
+    metrics = train(cfg)
+    assert metrics["global_step"] == 2  # counted from zero, not from the source's 77
