@@ -1,9 +1,11 @@
-"""Schemas of the on-disk datasets (``conf/data/{gopro,hide,realblur_j,realblur_r,pairs,folder}.yaml``).
+"""Schemas of the ``data`` group: the loader settings every dataset shares, the built-in dataset, and the
+on-disk datasets (``conf/data/{synthetic,gopro,hide,realblur_j,realblur_r,pairs,folder}.yaml``).
 
 Registered in group ``data`` as ``<name>_schema`` by :func:`register_dataset_configs` (called from
-:func:`deblur.config.schema.register_configs`). ``root`` is mandatory (``???``): the user passes
-``data.root=<path>``. Choices (``blur_kind``, ``subset``, ``on_bad_pair``) are plain strings checked by the
-loaders (no Enums: the resolved config travels in checkpoints, which load with ``weights_only=True``).
+:func:`deblur.config.schema.register_configs`). The defaults here are the one source: each YAML option
+repeats them for reading only, and a test keeps the two equal. ``root`` is mandatory (``???``): the user
+passes ``data.root=<path>``. Choices (``blur_kind``, ``subset``, ``on_bad_pair``) are plain strings checked by
+the loaders (no Enums: the resolved config travels in checkpoints, which load with ``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,37 @@ from dataclasses import dataclass
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from deblur.config.schema import DataConfig
+
+@dataclass
+class DataConfig:
+    """Loader settings shared by every dataset."""
+
+    name: str = "synthetic"
+    crop_size: int | None = 128
+    val_crop_size: int | None = None
+    batch_size: int = 4
+    val_batch_size: int = 1
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """The built-in dataset (``deblur.data.synthetic``): trajectory blur on scikit-image photos, sized for
+    ``make train`` on a CPU (96-pixel training crops, 128-pixel centre crops for validation)."""
+
+    name: str = "synthetic"
+    crop_size: int | None = 96
+    val_crop_size: int | None = 128
+    val_batch_size: int = 4
+    seed: int = 0
+    val_seed: int = 1234
+    pairs_per_photo: int = 4
+    val_pairs_per_photo: int = 4
+    max_side: int | None = 320
+    repeats: int = 8
+    noise_std: float | None = None
 
 
 @dataclass
@@ -80,10 +112,12 @@ class FolderDataConfig(FileDataConfig):
 
     name: str = "folder"
     crop_size: int | None = None
+    batch_size: int = 1
     recursive: bool = True
 
 
 DATASET_SCHEMAS = {
+    "synthetic": SyntheticDataConfig,
     "gopro": GoProDataConfig,
     "hide": HIDEDataConfig,
     "realblur_j": RealBlurJDataConfig,
@@ -97,3 +131,4 @@ def register_dataset_configs(cs: ConfigStore) -> None:
     """Store each schema in group ``data`` as ``<name>_schema``."""
     for name, node in DATASET_SCHEMAS.items():
         cs.store(group="data", name=f"{name}_schema", node=node)
+    cs.store(group="data", name="data_schema", node=DataConfig)

@@ -12,6 +12,10 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from deblur.config.datasets import DataConfig, SyntheticDataConfig, register_dataset_configs
+
+__all__ = ["DataConfig", "SyntheticDataConfig", "register_configs"]
+
 
 # ---------------------------------------------------------------- models
 @dataclass
@@ -75,34 +79,6 @@ class FDDNLossConfig:
     lambda_perceptual: float = 0.1
     pretrained: bool = True
     weights_path: str | None = None
-
-
-# ---------------------------------------------------------------- data
-@dataclass
-class DataConfig:
-    """Loader settings shared by every dataset."""
-
-    name: str = "synthetic"
-    crop_size: int | None = 128
-    val_crop_size: int | None = None
-    batch_size: int = 4
-    val_batch_size: int = 1
-    num_workers: int = 0
-    pin_memory: bool = False
-    persistent_workers: bool = False
-
-
-@dataclass
-class SyntheticDataConfig(DataConfig):
-    """The built-in dataset (``deblur.data.synthetic``): trajectory blur on scikit-image photos."""
-
-    seed: int = 0
-    val_seed: int = 1234
-    pairs_per_photo: int = 4
-    val_pairs_per_photo: int = 2
-    max_side: int | None = 320
-    repeats: int = 8
-    noise_std: float | None = None
 
 
 # ---------------------------------------------------------------- optimisation
@@ -173,14 +149,9 @@ def register_configs() -> None:
     cs.store(group="model", name="fddn_schema", node=FDDNConfig)
     cs.store(group="loss", name="msfs_schema", node=MSFSLossConfig)
     cs.store(group="loss", name="fddn_schema", node=FDDNLossConfig)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="data", name="synthetic_schema", node=SyntheticDataConfig)
     cs.store(group="optim", name="optim_schema", node=OptimConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    # schemas of the on-disk datasets (GoPro, HIDE, RealBlur, pairs, folder)
-    from deblur.config.datasets import register_dataset_configs
-
-    register_dataset_configs(cs)
+    register_dataset_configs(cs)  # built-in dataset, GoPro, HIDE, RealBlur, pairs, folder
     # types of deblur-analyze's analysis.* keys
     from deblur.analysis.settings import AnalyzeSettings
 
