@@ -133,7 +133,7 @@ def plot_fddn_schedules(path: str, epochs: int = 2500, pairs: int = 2103, batch_
     from deblur.utils.io import atomic_write
 
     per_epoch = pairs // batch_size
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.1))
     for preset, style in (("fddn", "-"), ("fddn_literal", "--")):
         node = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "optim" / f"{preset}.yaml"), resolve=True)
         curve = lr_curve(node, epochs, per_epoch, every=per_epoch)  # each epoch's first step
@@ -147,8 +147,8 @@ def plot_fddn_schedules(path: str, epochs: int = 2500, pairs: int = 2103, batch_
         ax.grid(alpha=0.3)
     axes[0].set_title(f"FDDN schedules, GoPro: {pairs} pairs / batch {batch_size} = {per_epoch} steps/epoch")
     axes[1].set_title("log scale")
-    axes[0].legend(loc="center right")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
     plt.close(fig)
 
