@@ -92,8 +92,11 @@ def test_fddn_paper_recipe_composes(compose_train):
     cfg = compose_train("experiment=fddn_gopro", "data.root=/data/GOPRO_Large")
     assert cfg.model.name == "fddn" and cfg.model.num_fdb == 16 and cfg.model.ratio == 0.5
     assert cfg.loss.name == "fddn" and cfg.loss.lambda_perceptual == 0.1 and cfg.loss.pretrained
-    assert cfg.optim.lr == 1e-3 and cfg.optim.scheduler.name == "linear_decrement"
-    assert cfg.optim.scheduler.start_epoch == 500 and cfg.optim.scheduler.decrement == 1e-7
+    assert cfg.optim.lr == 1e-3 and cfg.optim.scheduler.name == "linear"
+    assert cfg.optim.scheduler.start_epoch == 500 and cfg.optim.scheduler.end_epoch == 2500
+    assert cfg.optim.scheduler.min_lr == 1e-7
+    literal = compose_train("experiment=fddn_gopro", "optim=fddn_literal").optim.scheduler
+    assert literal.name == "linear_decrement" and literal.decrement == 1e-7 and literal.start_epoch == 500
     assert cfg.trainer.max_epochs == 2500 and cfg.augment.name == "fddn"
     cfg = compose_train("experiment=fddn_gopro", "ablation=fddn/no_fsb")
     assert cfg.ablation_name == "fddn/no_fsb" and cfg.model.variant == "no_fsb" and cfg.model.num_fdb == 16

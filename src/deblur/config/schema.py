@@ -84,11 +84,14 @@ class FDDNLossConfig:
 # ---------------------------------------------------------------- optimisation
 @dataclass
 class SchedulerConfig:
-    """Learning-rate schedule. name: constant | step | cosine | linear_decrement.
+    """Learning-rate schedule. name: constant | step | cosine | linear | linear_decrement.
 
     step: x gamma every ``step_size`` epochs (MSFS-Net: x0.5 every 500). cosine: to ``min_lr`` over
-    ``total_steps`` optimizer steps (default: the trainer's max_steps). linear_decrement: subtract
-    ``decrement`` per optimizer step after ``start_epoch`` (FDDN's reading), floored at ``min_lr``.
+    ``total_steps`` optimizer steps (default: the trainer's max_steps). linear: constant until
+    ``start_epoch``, then a straight line (updated every step) to ``min_lr`` at ``end_epoch`` (null: the
+    end of the run, the trainer's estimated optimizer steps), ``min_lr`` after it (FDDN, ``optim=fddn``:
+    500 -> 2500, 1e-3 -> 1e-7). linear_decrement: subtract ``decrement`` per optimizer step after
+    ``start_epoch``, floored at ``min_lr`` (the literal reading of FDDN's sentence, ``optim=fddn_literal``).
     """
 
     name: str = "step"
@@ -99,6 +102,7 @@ class SchedulerConfig:
     min_lr: float = 0.0
     decrement: float = 1e-7
     start_epoch: int = 500
+    end_epoch: int | None = None
 
 
 @dataclass

@@ -2,7 +2,14 @@
 
 :func:`make_pipeline` turns the Hydra node of the ``augment`` group (``conf/augment/*.yaml``) into a
 callable ``(blurry, sharp) -> (blurry, sharp)`` on HxWx3 uint8 arrays, the ``PairTransform`` of
-:mod:`deblur.data.base` (it runs after cropping, before the conversion to tensors).
+:mod:`deblur.data.base`. It keeps the size of its input (except ``random_rotate90`` on non-square inputs).
+
+Windows. Rotations and lens distortion fetch pixels from outside the frame they are given, which a crop
+of ``crop_size`` would fill with a border (reflected or constant). :meth:`PairAugment.margin` says how many
+pixels on each side a ``crop_size`` crop needs so that this never happens: ``PairDataset`` cuts a window
+of ``crop_size + 2 * margin`` out of the image (inside the image, where it fits), runs the pipeline on the
+window and keeps its centred ``crop_size`` crop (docs/augmentation.md). Pipelines without such transforms
+(``none``, ``flip_rot``) have margin 0, and the dataset crops exactly as without augmentation.
 
 Pair semantics. A config has two ordered sections, each mapping a transform name (see
 ``KNOWN_TRANSFORMS``) to its albumentations 2.x keyword arguments:
@@ -19,8 +26,10 @@ Presets: ``augment=none`` (identity), ``augment=flip_rot`` (the field's standard
 vertical flips and 90-degree rotations, i.e. the 8 symmetries of the square, uniformly) and
 ``augment=fddn``: the 11 augmentations listed in FDDN (Sec. 4.2, Fig. 6): horizontal flip, quality
 (JPEG) compression, rotation, optical distortion, colour change, cropping, hue/saturation, motion blur,
-median blur, snow and grayscale. The paper gives no probabilities or strengths; ours are in
-``conf/augment/fddn.yaml`` and documented in ``docs/augmentation.md``.
+median blur, snow and grayscale ("cropping" is the loader's random crop; the resize-crop ``crop``, a zoom,
+is listed at p 0). The paper gives no probabilities or strengths; ours are in
+``conf/augment/fddn.yaml`` and documented in ``docs/augmentation.md``, with how much each transform
+softens the sharp target (:mod:`deblur.data.softening` measures it).
 
 Arguments are checked strictly (``Compose(strict=True)``): a misspelt or renamed argument (for example the
 1.x ``quality_lower`` of ``ImageCompression``) raises a ``ValueError`` naming the config path
@@ -37,13 +46,15 @@ streams differ between workers, between epochs of non-persistent workers and bet
 (``num_workers=0``) the stream simply continues across epochs.
 
 Training draws. During training the sampler hands the dataset ``(index, draw_seed)`` pairs and the
-dataset calls :meth:`PairAugment.seed_draw` before each sample: the augmentation then depends on
-``(seed, draw_seed)`` only, i.e. on ``(augment seed, run seed, epoch, index)``, the same with any number of
-workers or ranks and after a resume at any step (``deblur.data.samplers``).
+dataset calls :meth:`PairAugment.seed_draw` before each sample (the window it cuts is drawn from
+``draw_seed`` too): the augmentation then depends on ``(seed, draw_seed)`` only, i.e. on ``(augment
+seed, run seed, epoch, index)``, the same with any number of workers or ranks and after a resume at any
+step (``deblur.data.samplers``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from collections.abc import Mapping
@@ -153,6 +164,45 @@ def _failing_argument(error: Exception, kwargs: Mapping[str, Any]) -> str | None
     return None
 
 
+#: Pixels added to every geometric margin: the reach of the widest interpolation kernel cv2 offers
+#: (Lanczos-4 reads 4 pixels on each side) plus the half-pixel centre conventions of the transforms.
+KERNEL_PAD = 5
+
+
+def _max_positive(value: Any) -> float:
+    """Largest positive number in a (nested) float / tuple argument; 0 if none."""
+    if value is None:
+        return 0.0
+    if isinstance(value, (tuple, list)):
+        return max((_max_positive(v) for v in value), default=0.0)
+    return max(0.0, float(value))
+
+
+def geometric_reach(transform: A.BasicTransform) -> float | None:
+    """How far out a transform fetches pixels for the centre of its frame, as a factor of the distance
+    from the frame centre, in the worst case over its parameter range (>= 1); None for a transform that
+    moves no pixel off the grid (colour changes, flips, quarter turns).
+
+    Rotate by an angle in ``limit``: a square's corner at half-side d reaches ``d (|cos a| + |sin a|)``.
+    OpticalDistortion with coefficient ``k``: ``camera`` mode (OpenCV's k1 = k2 = k, focal length = frame
+    size) samples at ``r (1 + k r^2 + k r^4)`` with r^2 <= 0.5 inside the frame, ``fisheye`` at
+    ``r (1 + k r_n^2)`` with r_n <= 1; only positive k reaches outwards. CropAndPad crops and resizes back,
+    which only zooms in (its padding, positive ``percent`` / ``px``, is a border by design and not covered).
+    """
+    if isinstance(transform, A.Rotate):
+        low, high = sorted(float(a) for a in transform.limit)
+        diagonals = [45.0 + 90.0 * k for k in range(-4, 4) if low <= 45.0 + 90.0 * k <= high]
+        return max(
+            abs(math.cos(math.radians(a))) + abs(math.sin(math.radians(a))) for a in [low, high, *diagonals]
+        )
+    if isinstance(transform, A.OpticalDistortion):
+        k = _max_positive(transform.distort_limit)
+        return 1.0 + (0.75 * k if transform.mode == "camera" else k)
+    if isinstance(transform, A.CropAndPad):
+        return 1.0
+    return None
+
+
 class PairAugment:
     """``(blurry uint8 HxWx3, sharp uint8 HxWx3) -> (blurry, sharp)``; built by :func:`make_pipeline`.
 
@@ -173,6 +223,18 @@ class PairAugment:
     @property
     def is_identity(self) -> bool:
         return self.scene is None and self.capture is None
+
+    def margin(self, size: int) -> int:
+        """Pixels needed on each side of a ``size`` x ``size`` crop so that the scene transforms that can
+        fire (``p > 0``) fetch no pixel from outside the window ``size + 2 * margin``: the product of their
+        :func:`geometric_reach` factors (worst case) applied to the crop's half-side, plus ``KERNEL_PAD``.
+        0 when no resampling transform can fire (then cropping and augmenting are unchanged)."""
+        if self.scene is None:
+            return 0
+        reaches = [r for t in self.scene.transforms if t.p > 0 and (r := geometric_reach(t)) is not None]
+        if not reaches:
+            return 0
+        return math.ceil(size / 2 * (math.prod(reaches) - 1.0)) + KERNEL_PAD
 
     def reseed(self, seed: int) -> None:
         """Restart the random streams of both Composes from ``seed``.

@@ -5,6 +5,12 @@ say how to load sample ``i`` as two HxWx3 uint8 arrays; this base class crops (r
 centred for evaluation), applies the paired transform (``(blurry, sharp) -> (blurry, sharp)`` on uint8
 arrays, see :func:`deblur.data.augment.make_pipeline`) and converts to tensors.
 
+Windows. A transform with a ``margin(crop_size) -> int`` method (``PairAugment``: rotations, lens
+distortion) gets a window of ``crop_size + 2 * margin`` per side instead of the crop (drawn inside the
+image like the crop, as large as the image allows), and the centred ``crop_size`` crop of its output is
+kept: the transform's borders stay outside the crop. The window is drawn exactly as the crop would be
+(same random draws), so a transform with margin 0 crops as before.
+
 Randomness. ``dataset[i]`` draws the crop from torch's RNG and the augmentation from the pipeline's own
 stream (per worker). ``dataset[(i, draw_seed)]`` (what :class:`deblur.data.samplers.EpochShuffleSampler`
 yields during training) seeds both from ``draw_seed`` instead, so the sample is a function of
@@ -30,15 +36,26 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def crop_box(
-    height: int, width: int, size: int, random: bool, generator: torch.Generator | None = None
+    height: int,
+    width: int,
+    size: int | tuple[int, int],
+    random: bool,
+    generator: torch.Generator | None = None,
 ) -> tuple[int, int]:
-    """Top-left corner of a ``size`` x ``size`` crop: uniform random (from ``generator``, else torch's
-    global RNG, per worker) or centred."""
+    """Top-left corner of a ``size`` x ``size`` (or ``(h, w)``) crop: uniform random (from ``generator``,
+    else torch's global RNG, per worker) or centred."""
+    size_h, size_w = size if isinstance(size, tuple) else (size, size)
     if random:
-        top = int(torch.randint(0, height - size + 1, (), generator=generator).item())
-        left = int(torch.randint(0, width - size + 1, (), generator=generator).item())
+        top = int(torch.randint(0, height - size_h + 1, (), generator=generator).item())
+        left = int(torch.randint(0, width - size_w + 1, (), generator=generator).item())
         return top, left
-    return (height - size) // 2, (width - size) // 2
+    return (height - size_h) // 2, (width - size_w) // 2
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The centred ``size`` x ``size`` crop of an HxWxC array (H, W >= size)."""
+    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    return image[top : top + size, left : left + size]
 
 
 class PairDataset(Dataset):
@@ -70,19 +87,33 @@ class PairDataset(Dataset):
         blurry, sharp, name = self.load(index)
         if blurry.shape != sharp.shape:
             raise ValueError(f"sample {name!r}: blurry {blurry.shape} and sharp {sharp.shape} differ in size")
-        if self.crop_size is not None:
+        size = self.crop_size
+        if size is not None:
             h, w = blurry.shape[:2]
-            size = self.crop_size
             if h < size or w < size:
                 raise ValueError(f"sample {name!r}: image {h}x{w} is smaller than crop_size={size}")
-            top, left = crop_box(h, w, size, self.random_crop, generator)
-            blurry = blurry[top : top + size, left : left + size]
-            sharp = sharp[top : top + size, left : left + size]
+            margin = self.transform_margin(size)
+            window = (min(h, size + 2 * margin), min(w, size + 2 * margin))
+            top, left = crop_box(h, w, window, self.random_crop, generator)
+            blurry = blurry[top : top + window[0], left : left + window[1]]
+            sharp = sharp[top : top + window[0], left : left + window[1]]
         if self.transform is not None:
             if seed is not None and hasattr(self.transform, "seed_draw"):
                 self.transform.seed_draw(seed)
             blurry, sharp = self.transform(blurry, sharp)
+        if size is not None and blurry.shape[:2] != (size, size):
+            if min(blurry.shape[:2]) < size:
+                raise ValueError(
+                    f"sample {name!r}: the augmentation returned {blurry.shape[0]}x{blurry.shape[1]}, "
+                    f"smaller than crop_size={size} (augment transforms must keep the size)"
+                )
+            blurry, sharp = centre_crop(blurry, size), centre_crop(sharp, size)
         return {"blurry": to_tensor(blurry), "sharp": to_tensor(sharp), "name": name}
+
+    def transform_margin(self, size: int) -> int:
+        """Pixels the transform wants around a ``size`` crop (its ``margin(size)``; 0 without one)."""
+        margin = getattr(self.transform, "margin", None)
+        return int(margin(size)) if callable(margin) else 0
 
 
 class InMemoryPairDataset(PairDataset):
