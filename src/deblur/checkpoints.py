@@ -217,3 +217,30 @@ def describe_model(model: Mapping[str, Any]) -> str:
     """``'msfs' (width=24, use_fsm=True, ...)``: a model config in one line, its architecture keys only."""
     keys = [k for k in ARCHITECTURE_KEYS[1:] if k in model]
     return f"{model.get('name')!r} (" + ", ".join(f"{k}={model[k]!r}" for k in keys) + ")"
+
+
+def convert_checkpoint(
+    path: str | os.PathLike, output: str | os.PathLike, model: str | Mapping[str, Any] | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Write the network of any accepted file (e.g. the authors' ``model.pkl``) as a native checkpoint.
+
+    The output holds ``state_dict`` (``net.``-prefixed weights) and ``hyper_parameters.model``, like a
+    ``deblur-train`` checkpoint, so every command reads it without ``model=`` and ``init_from=`` takes it.
+    Written atomically; the input file is never written to.
+
+    Returns:
+        ``(output path, model config)``.
+    """
+    from deblur.utils.files import atomic_write
+
+    source, target = Path(path).expanduser(), Path(output).expanduser()
+    if target.exists() and target.resolve() == source.resolve():
+        raise UserError(f"output={target} is the input file, which is never written to: choose another path")
+    net, cfg = load_model(source, model=model)
+    payload = {
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "hyper_parameters": {"model": cfg},
+        "converted_from": str(source),
+    }
+    atomic_write(target, lambda tmp: torch.save(payload, tmp))
+    return target, cfg

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from deblur.checkpoints import CheckpointError, load_model
+from deblur.errors import UserError
 from deblur.lit.restoration import RestorationModule
 from deblur.models.msfs_public import public_key_map, public_model_config
 from deblur.training import initialise_weights, train
@@ -68,3 +69,20 @@ def test_init_from_sets_the_starting_weights_not_the_step_counter(compose_train,
     )  # fmt: skip
     metrics = train(cfg)
     assert metrics["global_step"] == 2  # counted from zero, not from the source's 77
+
+
+def test_convert_writes_a_native_checkpoint_and_never_the_input(released_file, tmp_path):
+    from deblur.checkpoints import convert_checkpoint
+
+    path, _ = released_file
+    before = path.read_bytes()
+    out, cfg = convert_checkpoint(path, tmp_path / "public.ckpt")
+    assert cfg["skip_first_encoder_blocks"] is True
+    direct, _ = load_model(path)
+    native, native_cfg = load_model(out)  # no model= needed: the config travels with it
+    assert native_cfg == cfg
+    for (name, a), b in zip(direct.state_dict().items(), native.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(UserError, match="never written"):
+        convert_checkpoint(path, path)
+    assert path.read_bytes() == before

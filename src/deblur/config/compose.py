@@ -19,7 +19,7 @@ from deblur.config.schema import register_configs
 from deblur.paths import CONF_DIR
 
 #: the command configs of ``conf/`` (one per command)
-CONFIG_NAMES = ("train", "predict", "eval", "score", "analyze", "prepare", "bench")
+CONFIG_NAMES = ("train", "predict", "eval", "score", "analyze", "prepare", "bench", "convert")
 
 
 def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
