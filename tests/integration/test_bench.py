@@ -25,7 +25,7 @@ TINY_BENCH = [
     "precision_run.overrides=[" + ",".join(f"'{o}'" for o in (
         "model=msfs_small", "debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
         "trainer.limit_val_batches=1", "data.crop_size=32", "data.val_crop_size=32", "data.pairs_per_photo=1",
-        "data.repeats=1", "data.val_pairs_per_photo=1", "callbacks.frequency_gap=null")) + "]",
+        "data.repeats=1", "data.val_pairs_per_photo=1")) + "]",
     "targets_preset=msfs_small",
 ]  # fmt: skip
 

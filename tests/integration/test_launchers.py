@@ -84,6 +84,6 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
-    sweep = tmp_path / "logs" / "train" / "multiruns" / "parallel"
+    sweep = tmp_path / "logs" / "debug" / "multiruns" / "parallel"  # debug presets: their own root
     seeds = sorted(json.loads(p.read_text())["config"]["seed"] for p in sweep.glob("job*/metrics.json"))
     assert seeds == [1, 2]

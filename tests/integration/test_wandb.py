@@ -54,7 +54,8 @@ def test_wandb_offline_run_holds_val_psnr_and_the_resolved_config(compose_train,
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = compose_train(
-        "logger=wandb", "logger.wandb.group=test_study", "debug=limit", "trainer.max_epochs=1", *TINY_TRAIN,
+        "logger=wandb", "logger.wandb.group=test_study", "debug=limit", "callbacks=default",
+        "trainer.max_epochs=1", *TINY_TRAIN,
     )  # fmt: skip
     assert cfg.logger.wandb.mode == "offline"
     payload = train(cfg)

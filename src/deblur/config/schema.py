@@ -144,6 +144,7 @@ class TrainerConfig:
     overfit_batches: Any = 0.0
     enable_progress_bar: bool = True
     enable_model_summary: bool = True
+    detect_anomaly: bool = False
 
 
 def register_configs() -> None:
