@@ -174,7 +174,8 @@ def restore(
                 y = pad_and_run(net, x)
             else:
                 y = torch.cat([tiled_inference(net, x[i : i + 1], tile, tile_overlap) for i in range(len(x))])
-        y = y.float().clamp_(0.0, 1.0).to(device=image.device, dtype=image.dtype)
+        # not in place: y was made under inference mode
+        y = y.float().clamp(0.0, 1.0).to(device=image.device, dtype=image.dtype)
         return y[0] if image.ndim == 3 else y
 
     if not isinstance(image, np.ndarray):
