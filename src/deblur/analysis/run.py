@@ -97,7 +97,7 @@ def data_config(data: str | Mapping[str, Any]) -> dict[str, Any]:
         merged = OmegaConf.merge(*schemas, node, overlay)
     except OmegaConfBaseException as err:
         raise ValueError(f"data ({name}): {err}") from err
-    if "root" in merged and OmegaConf.is_missing(merged, "root"):
+    if OmegaConf.is_missing(merged, "root"):
         raise ValueError(f"data.root is not set: give the {name} dataset folder, e.g. data.root=/data/...")
     return OmegaConf.to_container(merged, resolve=True)
 
