@@ -40,7 +40,6 @@ OUTPUT_DIR = os.environ.get("DEBLUR_NB_OUTPUT_DIR") or None
 
 # %%
 import csv
-import json
 import math
 import statistics
 from pathlib import Path
@@ -48,7 +47,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from deblur.analysis.tables import fddn_components, msfs_components, summarize
+from deblur.analysis.tables import fddn_components, load_runs, msfs_components, summarize
 from deblur.paths import REPO_ROOT
 
 
@@ -59,16 +58,7 @@ def default_sweep_dir() -> Path | None:
 
 
 folders = [Path(p) for p in SWEEP_DIR.split(":")] if SWEEP_DIR else [d for d in [default_sweep_dir()] if d]
-paths = sorted({p for folder in folders for p in folder.rglob("metrics.json")})
-runs = []
-for path in paths:
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        print(f"skipping {path}: {err}")
-        continue
-    run["_path"] = path
-    runs.append(run)
+runs = load_runs(folders)  # every readable metrics.json below the folders (unreadable ones reported)
 print(f"{len(runs)} runs from {[str(f) for f in folders]}")
 if not runs:
     print("No metrics.json found: set DEBLUR_NB_SWEEP_DIR to a sweep folder of deblur-train.")

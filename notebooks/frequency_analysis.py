@@ -20,10 +20,10 @@
 # much more (larger Jensen-Shannon divergence) than the low-frequency ones, and the gap shrinks at
 # smaller scales (Fig. 2). A good deblurring network closes the gap (Fig. 7, sharp vs deblurred).
 #
-# This notebook runs `deblur-analyze` (`deblur.cli.analyze`) with the same Hydra config
-# (`conf/analyze.yaml`) and shows its outputs. Every choice (low-pass sigma, down-sampling, binning of
-# the signed high part, luminance, how entropy sets become distributions) is documented in
-# `deblur.analysis.frequency` and set with `analysis.*` overrides.
+# This notebook runs the analysis behind `deblur-analyze` (`deblur.analyze`) with the same config
+# (`conf/analyze.yaml`, composed by `deblur.compose`) and shows its outputs. Every choice (low-pass sigma,
+# down-sampling, binning of the signed high part, luminance, how entropy sets become distributions) is
+# documented in `deblur.analysis.frequency` and set with `analysis.*` overrides.
 #
 # **Parameters** (environment variables, or edit the next cell; papermill can inject them too):
 #
@@ -48,11 +48,10 @@ OUTPUT_DIR = os.environ.get("DEBLUR_NB_OUTPUT_DIR") or None
 import tempfile
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from IPython.display import Image, Markdown, display
 
-from deblur.cli.analyze import analyze, register_analyze_configs
-from deblur.paths import CONF_DIR, REPO_ROOT
+import deblur
+from deblur.paths import REPO_ROOT
 
 # %matplotlib inline
 
@@ -73,18 +72,23 @@ output_dir = Path(OUTPUT_DIR or tempfile.mkdtemp(prefix="deblur-frequency-"))
 overrides = [f"paths.output_dir={output_dir}", *OVERRIDES]
 if CKPT_PATH:
     overrides.append(f"ckpt_path={CKPT_PATH}")
-register_analyze_configs()
-with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-    cfg = compose("analyze", overrides=overrides)
+cfg = deblur.compose("analyze", overrides)
 print("overrides:", overrides)
 
 # %% [markdown]
 # ## Run the analysis
 # Entropies of every sharp, blurry (and deblurred) image, the JS divergences, `analysis.json` and the
-# figures, all in `output_dir`.
+# figures, all in `output_dir`. `settings=cfg` passes the inference keys (`device`, speed options, ...).
 
 # %%
-payload = analyze(cfg)
+payload = deblur.analyze(
+    cfg.data,
+    cfg.split,
+    ckpt_path=cfg.ckpt_path,
+    analysis=cfg.analysis,
+    settings=cfg,
+    output_dir=output_dir,
+)
 scales, bands = payload["scales"], payload["bands"]
 
 # %% [markdown]

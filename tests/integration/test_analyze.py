@@ -1,4 +1,5 @@
-"""deblur-analyze on the built-in dataset, with and without a checkpoint; the FrequencyGap callback."""
+"""deblur-analyze (:func:`deblur.analysis.run.analyze` and the command) on the built-in dataset, with and
+without a checkpoint; the FrequencyGap callback."""
 
 import json
 import os
@@ -9,7 +10,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
@@ -17,8 +17,11 @@ from omegaconf.errors import ValidationError
 
 from deblur.analysis.callback import FrequencyGap, metric_name
 from deblur.analysis.frequency import FrequencyConfig, band_entropies, compare_entropies
+from deblur.analysis.run import analyze
 from deblur.checkpoints import load_model
-from deblur.cli.analyze import analyze, register_analyze_configs
+from deblur.cli.analyze import main as analyze_command
+from deblur.config.compose import compose
+from deblur.config.inference import InferenceSettings
 from deblur.data.datamodule import DeblurDataModule
 from deblur.data.synthetic import VAL_PHOTOS
 from deblur.lit.restoration import RestorationModule
@@ -26,6 +29,9 @@ from deblur.paths import CONF_DIR
 
 #: a small built-in dataset: 3 validation pairs of 48x48
 SMALL_DATA = ["data.max_side=128", "data.val_crop_size=48", "data.val_pairs_per_photo=1"]
+#: the same for the library: the keys set on top of conf/data/synthetic.yaml
+SMALL = {"name": "synthetic", "max_side": 128, "val_crop_size": 48, "val_pairs_per_photo": 1}
+CPU = InferenceSettings(device="cpu")
 SMALL_DATA_DICT = {
     "name": "synthetic", "seed": 0, "val_seed": 1234, "pairs_per_photo": 1, "val_pairs_per_photo": 1,
     "max_side": 128, "repeats": 1, "crop_size": 32, "val_crop_size": 48, "batch_size": 2, "val_batch_size": 2,
@@ -36,9 +42,7 @@ SCALES = ("1", "1/2", "1/4")
 
 
 def compose_in(output_dir: Path, *overrides: str):
-    register_analyze_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("analyze", overrides=[f"paths.output_dir={output_dir}", *overrides])
+    return compose("analyze", [f"paths.output_dir={output_dir}", *overrides])
 
 
 @pytest.fixture
@@ -50,7 +54,7 @@ def compose_analyze(tmp_path):
 def default_run(tmp_path_factory) -> tuple[dict, Path]:
     """``deblur-analyze`` with its defaults: the built-in dataset's validation split."""
     output_dir = tmp_path_factory.mktemp("default")
-    return analyze(compose_in(output_dir)), output_dir
+    return analyze(output_dir=output_dir), output_dir
 
 
 def tiny_module() -> RestorationModule:
@@ -106,8 +110,15 @@ def test_high_band_gap_exceeds_low_band_gap_at_full_scale_on_the_builtin_dataset
     assert mean["blurry"]["high"]["1"] < mean["sharp"]["high"]["1"]  # blur removes high-frequency detail
 
 
-def test_checkpoint_adds_deblurred_images_and_fig7(compose_analyze, tmp_path, checkpoint):
-    payload = analyze(compose_analyze(*SMALL_DATA, f"ckpt_path={checkpoint}", "analysis.batch_size=2"))
+def test_checkpoint_adds_deblurred_images_and_fig7(compose_analyze, tmp_path, checkpoint, capsys):
+    fp32 = ["device=cpu", "precision=fp32", "channels_last=false", "fold_batchnorm=false"]
+    cfg = compose_analyze(*SMALL_DATA, f"ckpt_path={checkpoint}", "analysis.batch_size=2", *fp32)
+    value = analyze_command(cfg)  # the command's config keys reach the library
+    assert "sharp_vs_deblurred high" in capsys.readouterr().out
+    payload = json.loads((tmp_path / "analysis.json").read_text())
+    assert value == payload["js_divergence"]["sharp_vs_blurry"]["high"]["1"]
+    assert payload["figures"] == ["fig1_patch_bands.png", "fig2_sharp_vs_blurry.png",
+                                  "fig7_sharp_vs_deblurred.png"]
     assert list(payload["js_divergence"]) == ["sharp_vs_blurry", "sharp_vs_deblurred"]
     table = payload["js_divergence"]["sharp_vs_deblurred"]
     assert all(0.0 <= table[band][scale] <= 1.0 for band in ("high", "low") for scale in SCALES)
@@ -125,22 +136,30 @@ def test_checkpoint_adds_deblurred_images_and_fig7(compose_analyze, tmp_path, ch
     assert table["high"]["1"] == pytest.approx(expected["high"]["1"].js, abs=1e-9)
 
 
-def test_train_split_reads_whole_images_of_different_sizes(compose_analyze):
-    overrides = ["split=train", "data.max_side=64", "analysis.max_images=5", "analysis.batch_size=4"]
-    payload = analyze(compose_analyze(*overrides))
+def test_train_split_reads_whole_images_of_different_sizes_and_writes_nothing_without_output_dir(tmp_path):
+    data = {"name": "synthetic", "max_side": 64}
+    payload = analyze(data, "train", analysis={"max_images": 5, "batch_size": 4}, settings=CPU)
     assert payload["split"] == "train" and payload["num_pairs"] == 5
-    assert len(set(payload["names"])) == 5
+    assert len(set(payload["names"])) == 5 and payload["figures"] == []
+    assert payload["settings"]["batch_size"] == 4 and payload["device"] == "cpu"
+    assert not any(tmp_path.iterdir())
 
 
 def test_settings_are_typed_and_checked(compose_analyze):
     with pytest.raises((ConfigCompositionException, ValidationError), match="sigma"):
         compose_analyze("analysis.sigma=abc")
     with pytest.raises(ValueError, match="split"):
-        analyze(compose_analyze("split=test"))
+        analyze(SMALL, "test")
     with pytest.raises(ValueError, match="downsample"):
-        analyze(compose_analyze("analysis.downsample=bicubic"))
+        analyze(SMALL, analysis={"downsample": "bicubic"})
+    with pytest.raises(ValueError, match="unknown analysis setting.*'sigmaa'"):
+        analyze(SMALL, analysis={"sigmaa": 2.0})
+    with pytest.raises(ValueError, match="unknown dataset name 'gopr'"):
+        analyze("gopr")
+    with pytest.raises(ValueError, match="data.root is not set"):
+        analyze("gopro")
     with pytest.raises(FileNotFoundError, match="ckpt_path"):
-        analyze(compose_analyze("ckpt_path=/nonexistent/x.ckpt"))
+        analyze(SMALL, ckpt_path="/nonexistent/x.ckpt", settings=CPU)
 
 
 @pytest.mark.slow

@@ -17,13 +17,16 @@ import pytest
 import skimage.data
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf.errors import MissingMandatoryValue
 from PIL import Image
 
 from deblur.checkpoints import CheckpointError
-from deblur.cli import eval as eval_cli
 from deblur.cli import predict as predict_cli
+from deblur.cli.eval import main as eval_command
 from deblur.cli.train import train
 from deblur.config import register_configs
+from deblur.config.inference import InferenceSettings
+from deblur.evaluation import evaluate
 from deblur.lit.restoration import RestorationModule
 from deblur.paths import CONF_DIR, REPO_ROOT
 from deblur.speedups import default_options
@@ -184,11 +187,9 @@ def test_eval_writes_per_dataset_scores_and_the_results_table(ckpt, tmp_path):
     hide = make_hide(tmp_path / "HIDE_dataset")
     before = _snapshot(tmp_path)
     out = tmp_path / "eval"
-    cfg = _compose(
-        "eval", f"ckpt_path={ckpt}", "datasets=[gopro,hide]", f"roots.gopro={gopro}", f"roots.hide={hide}",
-        "save_images=true", "device=cpu", f"paths.output_dir={out}",
-    )  # fmt: skip
-    results = eval_cli.run(cfg)
+    roots = {"gopro": gopro, "hide": hide}
+    cpu = InferenceSettings(device="cpu")
+    results = evaluate(ckpt, ["gopro", "hide"], roots, save_images=True, settings=cpu, output_dir=out)
     assert _snapshot(tmp_path / "GOPRO_Large") == {k: v for k, v in before.items() if "GOPRO_Large" in k}
     assert list(results["datasets"]) == ["gopro", "hide"]
     summary = json.loads((out / "gopro" / "summary.json").read_text())
@@ -205,9 +206,28 @@ def test_eval_writes_per_dataset_scores_and_the_results_table(ckpt, tmp_path):
     used = default_options(torch.device("cpu")).as_dict()  # null options: the device's defaults
     assert written["inference"] == used == summary["inference"]
 
-    missing_root = _compose("eval", f"ckpt_path={ckpt}", "datasets=[realblur_j]", f"paths.output_dir={out}")
     with pytest.raises(ValueError, match="roots.realblur_j"):
-        eval_cli.run(missing_root)
+        evaluate(ckpt, ["realblur_j"], roots, output_dir=out)
+    with pytest.raises(ValueError, match="score_workers must be an integer >= 0"):
+        evaluate(ckpt, ["gopro"], roots, score_workers=-1, output_dir=out)
+
+
+def test_eval_command_passes_its_config_keys_to_the_library(ckpt, tmp_path):
+    hide = make_hide(tmp_path / "HIDE_dataset")
+    out = tmp_path / "eval"
+    cfg = _compose(
+        "eval", f"ckpt_path={ckpt}", "datasets=[hide]", f"roots.hide={hide}", "limit=1", "device=cpu",
+        "precision=fp32", "channels_last=false", "tile=16", "tile_overlap=4", "score_workers=1",
+        f"paths.output_dir={out}",
+    )  # fmt: skip
+    results = eval_command(cfg)
+    assert results["limit"] == 1 and results["tile"] == 16 and results["tile_overlap"] == 4
+    assert results["inference"]["precision"] == "fp32" and not results["inference"]["channels_last"]
+    assert json.loads((out / "hide" / "summary.json").read_text())["count"] == 1
+    assert "| HIDE | 1 | gopro |" in (out / "results.md").read_text()
+    missing = _compose("eval", f"paths.output_dir={out}")
+    with pytest.raises(MissingMandatoryValue, match="ckpt_path"):
+        eval_command(missing)
 
 
 def test_train_on_a_gopro_tree_runs_a_fast_dev_run(compose_train, tmp_path):

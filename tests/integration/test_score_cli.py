@@ -1,4 +1,5 @@
-"""deblur-score end to end on tiny folders written by the test (outputs only under tmp_path)."""
+"""deblur-score end to end on tiny folders written by the test (outputs only under tmp_path): the library
+(:func:`deblur.metrics.scoring.score_folders`, :func:`~deblur.metrics.scoring.score`) and the command."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
 from omegaconf.errors import MissingMandatoryValue
 from skimage import data, transform
 
-from deblur.cli.score import run, score_folders
+from deblur.cli.score import main as score_command
+from deblur.config.compose import compose
 from deblur.metrics import psnr_255, ssim_3d, to_uint8
-from deblur.paths import CONF_DIR, REPO_ROOT
+from deblur.metrics.scoring import score, score_folders
+from deblur.paths import REPO_ROOT
 
 SUMMARY_KEYS = {"psnr", "ssim", "count", "protocol", "pred_dir", "gt_dir"}
 
@@ -48,14 +51,8 @@ def _snapshot(*folders: Path) -> dict[str, tuple[int, str]]:
     }
 
 
-def _compose(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="score", overrides=overrides)
-
-
-def _run(pred_dir: Path, gt_dir: Path, out: Path, *extra: str) -> dict:
-    cfg = _compose([f"pred_dir='{pred_dir}'", f"gt_dir='{gt_dir}'", f"paths.output_dir='{out}'", *extra])
-    return run(cfg)
+def _run(pred_dir: Path, gt_dir: Path, out: Path, **options) -> dict:
+    return score_folders(pred_dir, gt_dir, output_dir=out, **options)[1]
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -94,11 +91,13 @@ def test_cli_subprocess_gopro(tmp_path):
     assert not list(pred_dir.rglob("*.csv")) and not list(gt_dir.rglob("*.json"))
 
 
-def test_realblur_in_process(tmp_path, capsys):
+def test_realblur_through_the_command_config(tmp_path, capsys):
     pred_dir, gt_dir = _make_folders(tmp_path / "data")
     before = _snapshot(pred_dir, gt_dir)
     out = tmp_path / "out"
-    summary = _run(pred_dir, gt_dir, out, "protocol=realblur")
+    cfg = compose("score", [f"pred_dir='{pred_dir}'", f"gt_dir='{gt_dir}'", f"paths.output_dir='{out}'",
+                            "protocol=realblur", "num_workers=0"])
+    summary = score_command(cfg)
     assert SUMMARY_KEYS <= summary.keys() and "ssim_per_channel" not in summary
     assert summary["count"] == 5 and summary["ecc_fallbacks"] == []
     rows = _read_csv(out / "scores.csv")
@@ -129,7 +128,7 @@ def test_missing_partners_listed_then_skipped(tmp_path):
     assert "extra09.png, ... and 3 more" in msg and "seq0/000000.png" not in msg
     assert "1 ground-truth image(s)" not in msg
     assert "on_missing=skip" in msg
-    summary = _run(pred_dir, gt_dir, tmp_path / "out", "on_missing=skip")
+    summary = _run(pred_dir, gt_dir, tmp_path / "out", on_missing="skip")
     assert summary["count"] == 4
     assert "seq0/000000.png" in summary["pred_without_gt"] and len(summary["pred_without_gt"]) == 13
 
@@ -156,28 +155,54 @@ def test_config_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="gt_dir does not exist: .*nowhere"):
         _run(pred_dir, tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(ValueError, match="unknown protocol 'hide2'; choose one of: gopro, realblur"):
-        _run(pred_dir, gt_dir, tmp_path / "out", "protocol=hide2")
+        _run(pred_dir, gt_dir, tmp_path / "out", protocol="hide2")
     with pytest.raises(ValueError, match="on_missing"):
-        _run(pred_dir, gt_dir, tmp_path / "out", "on_missing=maybe")
-    with pytest.raises(ValueError, match="num_workers"):
-        _run(pred_dir, gt_dir, tmp_path / "out", "num_workers=abc")
-    cfg = _compose([f"gt_dir='{gt_dir}'", f"paths.output_dir='{tmp_path / 'out'}'"])
+        _run(pred_dir, gt_dir, tmp_path / "out", on_missing="maybe")
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 0, got 'abc'"):
+        _run(pred_dir, gt_dir, tmp_path / "out", num_workers="abc")
+    with pytest.raises(ValueError, match="recursive must be true or false"):
+        _run(pred_dir, gt_dir, tmp_path / "out", recursive="yes")
+    with pytest.raises(ValueError, match="output dir must differ from pred_dir"):
+        _run(pred_dir, gt_dir, pred_dir)
+    cfg = compose("score", [f"gt_dir='{gt_dir}'", f"paths.output_dir='{tmp_path / 'out'}'"])
     with pytest.raises(MissingMandatoryValue, match="pred_dir"):
-        run(cfg)
+        score_command(cfg)
     assert not (tmp_path / "out").exists()
+    assert not list(pred_dir.rglob("*.csv"))
 
 
 def test_recursive_flag_and_extension_matching(tmp_path):
     pred_dir, gt_dir = _make_folders(tmp_path / "data", n=3)
     with pytest.raises(ValueError, match="no image pairs"):
-        _run(pred_dir, gt_dir, tmp_path / "out", "recursive=false")
+        _run(pred_dir, gt_dir, tmp_path / "out", recursive=False)
     # flat folders; predictions saved as BMP still match PNG ground truth by stem
     flat_pred, flat_gt = _make_folders(tmp_path / "flat", n=3, nested=False)
     for p in flat_pred.glob("*.png"):
         iio.imwrite(p.with_suffix(".bmp"), iio.imread(p))
         p.unlink()
-    summary = _run(flat_pred, flat_gt, tmp_path / "out", "recursive=false")
+    summary = _run(flat_pred, flat_gt, tmp_path / "out", recursive=False)
     assert summary["count"] == 3
     assert [r["name"] for r in _read_csv(tmp_path / "out" / "scores.csv")] == [
         "000000.bmp", "000001.bmp", "000002.bmp",
     ]  # fmt: skip
+
+
+def test_score_takes_uint8_float_and_tensor_images_as_8_bit_pngs():
+    photo = to_uint8(transform.resize(data.astronaut(), (40, 48), anti_aliasing=True))
+    noisy = np.clip(photo / 255.0 + np.random.default_rng(1).normal(0, 0.02, photo.shape), 0, 1)
+    reference = score(to_uint8(noisy), photo)  # saved as an 8-bit PNG, then scored
+    assert reference["psnr"] == pytest.approx(psnr_255(to_uint8(noisy), photo))
+    assert reference["ssim"] == pytest.approx(ssim_3d(to_uint8(noisy), photo))
+    assert score(noisy, photo) == reference  # floats are rounded to 8 bits first
+    tensor = torch.from_numpy(noisy.transpose(2, 0, 1)).float()
+    assert score(tensor, photo)["psnr"] == pytest.approx(reference["psnr"], abs=1e-9)
+    assert score(noisy[:, :, 0], photo[:, :, 0])["psnr"] == pytest.approx(
+        psnr_255(to_uint8(noisy[:, :, 0]), photo[:, :, 0])
+    )  # gray images
+    assert score(photo, photo)["psnr"] == float("inf")
+    blur = score(noisy, photo, protocol="realblur")
+    assert set(blur) == {"psnr", "ssim", "ecc_converged"} and blur["psnr"] > 25
+    with pytest.raises(ValueError, match="size mismatch: prediction is 40x48x3 but ground truth is 40x40x3"):
+        score(photo, photo[:, :40])
+    with pytest.raises(ValueError, match="unknown protocol"):
+        score(photo, photo, protocol="hide2")

@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from deblur.cli import eval as eval_cli
 from deblur.cli.train import train
-from deblur.config import register_configs
-from deblur.paths import CONF_DIR, REPO_ROOT
+from deblur.config.inference import InferenceSettings
+from deblur.evaluation import evaluate
+from deblur.paths import REPO_ROOT
 from tests.integration.conftest import TINY_TRAIN
 from tests.unit.test_datasets import make_gopro, make_hide, make_realblur
 
@@ -105,14 +104,7 @@ def test_cross_dataset_study_trains_on_gopro_and_collects_table3(compose_train, 
         "realblur_j": make_realblur(tmp_path / "RealBlurJ", "J"),
         "realblur_r": make_realblur(tmp_path / "RealBlurR", "R"),
     }
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "eval",
-            [f"ckpt_path={ckpt}", "device=cpu", f"paths.output_dir={tmp_path / 'eval'}"]
-            + [f"roots.{name}={root}" for name, root in roots.items()],
-        )
-    eval_cli.run(cfg)
+    evaluate(ckpt, list(roots), roots, settings=InferenceSettings(device="cpu"), output_dir=tmp_path / "eval")
     table = _collector("cross_dataset").collect(tmp_path / "eval").read_text()
     header = table.splitlines()[2]
     assert "GoPro PSNR" in header and "HIDE PSNR" in header and "RealBlur-R SSIM" in header

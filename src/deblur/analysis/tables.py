@@ -179,7 +179,7 @@ def ablation_table(rows: list[dict[str, Any]], paper: dict[str, tuple], title: s
 def cross_dataset_table(results: dict[str, Any], paper: dict[str, tuple] | None = None) -> str:
     """``deblur-eval``'s ``results.json`` -> MSFS-Net Table 3 form: one row per method (ours, the paper's
     MSFS-Net), a PSNR / SSIM column pair per dataset."""
-    from deblur.cli.eval import TITLES
+    from deblur.evaluation import TITLES
 
     paper = MSFS_TABLE3 if paper is None else paper
     datasets = list(results.get("datasets", {}))

@@ -1,0 +1,256 @@
+"""A trained network on the benchmark test sets, scored as the papers score them (behind ``deblur-eval``).
+
+For every dataset the network runs over its test split (the ``val`` split of :mod:`deblur.data.datasets`;
+whole images, tiled when ``settings.tile`` is set) with :func:`deblur.inference.restore`; each prediction is
+rounded to 8 bits as a saved PNG would be and scored against the ground truth with
+:mod:`deblur.metrics.scoring` under the dataset's protocol (:data:`DEFAULT_PROTOCOLS`: GoPro / HIDE ->
+``gopro``: PSNR peak 255 + MATLAB 3-D SSIM; RealBlur -> ``realblur``: ECC-aligned, masked PSNR / SSIM).
+Both images are read as the dataset loaders read them (:func:`deblur.data.datasets.read_rgb`).
+
+Outputs in ``output_dir``, all written atomically:
+
+* ``<dataset>/scores.csv``, ``<dataset>/summary.json``, ``<dataset>/summary.md`` (as ``deblur-score``);
+* ``<dataset>/images/<name>.png`` with ``save_images`` (names as in the dataset, e.g.
+  ``GOPR0384_11_00/000001.png``);
+* ``results.md``: one row per dataset with PSNR / SSIM columns (MSFS-Net Table 3 style);
+* ``results.json``: the checkpoint, the network config, the settings and each dataset's summary.
+
+The speed options (:mod:`deblur.speedups`; from ``settings``, null = the device's defaults) are recorded
+under ``inference`` in ``results.json`` and each ``summary.json``: ``seconds_per_image`` (the network on one
+image, host copies included) depends on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from deblur.checkpoints import load_model
+from deblur.config.inference import InferenceSettings
+from deblur.data.datasets import list_pairs, read_rgb
+from deblur.inference import prepare_network, restore
+from deblur.io import write_image
+from deblur.metrics.scoring import check_protocol, score_rows, summarize, write_outputs
+from deblur.speedups import InferenceOptions, describe_options
+from deblur.utils.checks import check_bool, check_int, format_number, mean
+from deblur.utils.files import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: display names of the results table
+TITLES = {
+    "gopro": "GoPro",
+    "hide": "HIDE",
+    "realblur_j": "RealBlur-J",
+    "realblur_r": "RealBlur-R",
+    "pairs": "pairs",
+}
+#: the scoring protocol of each dataset that can be evaluated (``protocols`` of ``conf/eval.yaml``)
+DEFAULT_PROTOCOLS = {
+    "gopro": "gopro",
+    "hide": "gopro",
+    "realblur_j": "realblur",
+    "realblur_r": "realblur",
+    "pairs": "gopro",
+}
+
+
+def evaluate_dataset(
+    name: str,
+    data_cfg: Mapping[str, Any],
+    net: nn.Module,
+    protocol: str,
+    out_dir: str | os.PathLike,
+    *,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    options: InferenceOptions | None = None,
+    save_images: bool = False,
+    limit: int | None = None,
+    score_workers: int = 0,
+) -> dict[str, Any]:
+    """Run ``net`` over dataset ``name``'s test split, score, write ``out_dir``/{scores.csv, summary.*}.
+
+    Args:
+        name: a dataset with pairs (``gopro``, ``hide``, ``realblur_j``, ``realblur_r``, ``pairs``).
+        data_cfg: its loader config (``root`` and the dataset's options, ``on_bad_pair``).
+        net: the network as :func:`deblur.inference.prepare_network` returns it for ``options``.
+        protocol: ``gopro`` or ``realblur``.
+        out_dir: where the dataset's files go.
+        tile, tile_overlap: run in overlapping tiles (None: whole images).
+        options: the speed options ``net`` was prepared with (None: fp32 NCHW).
+        save_images: also write each prediction as ``out_dir/images/<name>.png``.
+        limit: only the first ``limit`` pairs (None: all).
+        score_workers: processes scoring while the network runs (0: in this process).
+
+    Returns:
+        The summary: per-image means of the protocol's metrics, ``count``, ``protocol``, ``dataset``,
+        ``seconds_per_image``, the tiling and ``inference`` options (also written as ``summary.json``).
+    """
+    check_protocol(protocol)
+    options = options or InferenceOptions()
+    out_dir = Path(out_dir)
+    pairs = list_pairs(name, dict(data_cfg), "val")
+    if limit is not None:
+        pairs = pairs[:limit]
+    image_dir = out_dir / "images"
+    seconds: list[float] = []
+    step = max(1, len(pairs) // 10)
+
+    def predictions() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for i, (blurry_path, sharp_path, pair_name) in enumerate(pairs, start=1):
+            blurry = read_rgb(blurry_path)
+            start = time.perf_counter()
+            pred = restore(net, blurry, tile, options, tile_overlap)  # uint8, rounded as a saved PNG
+            seconds.append(time.perf_counter() - start)
+            if save_images:
+                write_image((image_dir / pair_name).with_suffix(".png"), pred)
+            if i % step == 0 or i == len(pairs):
+                log.info("%s: %d/%d images", name, i, len(pairs))
+            yield pair_name, pred, np.asarray(read_rgb(sharp_path))
+
+    rows = sorted(score_rows(predictions(), protocol, score_workers), key=lambda r: r["name"])
+    summary = summarize(
+        rows,
+        protocol,
+        dataset=name,
+        pred_dir=str(image_dir) if save_images else "(not saved)",
+        gt_dir=str(data_cfg.get("root")),
+        pred_without_gt=[],
+        gt_without_pred=[],
+        seconds_per_image=mean(seconds),
+        tile=tile,
+        tile_overlap=tile_overlap if tile is not None else None,
+        inference=options.as_dict(),
+    )
+    write_outputs(rows, summary, out_dir)
+    return summary
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+    """The cross-dataset table of an :func:`evaluate` result: one row per dataset, PSNR / SSIM columns."""
+    lines = [
+        f"# Results: `{results['ckpt_path']}`",
+        "",
+        f"Network: `{results['model'].get('name')}`; tile: {results['tile'] or 'none (whole images)'}; "
+        f"inference: {describe_options(results.get('inference'))}.",
+        "",
+        "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in results["datasets"].items():
+        lines.append(
+            f"| {TITLES.get(name, name)} | {s['count']} | {s['protocol']} | {format_number(s['psnr'], 2)} | "
+            f"{format_number(s['ssim'], 4)} | {format_number(s.get('ssim_per_channel'), 4)} |"
+        )
+    lines += [
+        "",
+        "Protocols: `gopro` (GoPro, HIDE): 8-bit outputs, PSNR peak 255 over all channels, SSIM = MATLAB's",
+        "3-D SSIM (the papers' numbers); per-channel SSIM = the BasicSR/skimage convention. `realblur`:",
+        "prediction aligned to the ground truth (gain + ECC homography), masked PSNR / SSIM.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    ckpt_path: str | os.PathLike,
+    datasets: Sequence[str],
+    roots: Mapping[str, str | os.PathLike | None],
+    *,
+    output_dir: str | os.PathLike,
+    model: str | Mapping[str, Any] | None = None,
+    protocols: Mapping[str, str] | None = None,
+    dataset_options: Mapping[str, Mapping[str, Any] | None] | None = None,
+    settings: InferenceSettings | Mapping[str, Any] | None = None,
+    save_images: bool = False,
+    limit: int | None = None,
+    on_bad_pair: str = "error",
+    score_workers: int = 0,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on benchmark test sets; write the per-dataset scores and the results table.
+
+    Args:
+        ckpt_path: a ``deblur-train`` checkpoint or a plain state dict (then ``model`` names the network).
+        datasets: which test sets, in the order of the results table (keys of :data:`DEFAULT_PROTOCOLS`).
+        roots: the folder of each dataset (``roots.<name>`` of ``conf/eval.yaml``).
+        output_dir: where the outputs go (module docstring).
+        model: the network of a plain state dict: a ``conf/model`` preset name or a model config.
+        protocols: per-dataset protocol overrides (default :data:`DEFAULT_PROTOCOLS`).
+        dataset_options: per-dataset loader options (``options.<name>`` of ``conf/eval.yaml``).
+        settings: device, tiling and speed options (:class:`~deblur.config.inference.InferenceSettings`, or
+            a mapping with its keys, e.g. a composed command config); None: the defaults.
+        save_images: also save every prediction as ``<dataset>/images/<name>.png``.
+        limit: evaluate only the first N pairs of each dataset (None: all).
+        on_bad_pair: ``error`` or ``skip`` unpaired / unreadable test files.
+        score_workers: processes scoring in parallel with the network (0: in this process).
+
+    Returns:
+        The ``results.json`` payload: ``ckpt_path``, ``model``, ``device``, ``tile``, ``tile_overlap``,
+        ``limit``, ``inference`` and ``datasets`` (each dataset's summary).
+
+    Raises:
+        ValueError: a dataset that cannot be evaluated or has no root, a bad setting (naming its key).
+        FileNotFoundError, deblur.checkpoints.CheckpointError: the checkpoint cannot be read.
+    """
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
+    protocols = {**DEFAULT_PROTOCOLS, **(protocols or {})}
+    dataset_options = dataset_options or {}
+    for name in datasets:
+        if name not in protocols:
+            raise ValueError(f"datasets: {name!r} cannot be evaluated; options: {', '.join(protocols)}")
+        if not roots.get(name):
+            raise ValueError(f"roots.{name} is not set: give the dataset folder, e.g. roots.{name}=/data/...")
+        check_protocol(protocols[name])
+    limit = check_int("limit", limit, minimum=1, allow_none=True)
+    check_int("score_workers", score_workers)
+    check_bool("save_images", save_images)
+    if not isinstance(settings, InferenceSettings):
+        settings = InferenceSettings.from_config(settings or {})
+    output_dir = Path(output_dir)
+
+    net, model_cfg = load_model(ckpt_path, model)
+    net, options, device = prepare_network(net, settings)
+    log.info("inference options: %s", options.as_dict())
+    summaries: dict[str, Any] = {}
+    for name in datasets:
+        data_cfg = {
+            "name": name,
+            **(dataset_options.get(name) or {}),
+            "root": str(roots[name]),
+            "on_bad_pair": on_bad_pair,
+            "val_crop_size": None,
+        }
+        log.info("evaluating on %s (%s)", name, roots[name])
+        summaries[name] = evaluate_dataset(
+            name,
+            data_cfg,
+            net,
+            protocols[name],
+            output_dir / name,
+            tile=settings.tile,
+            tile_overlap=settings.tile_overlap,
+            options=options,
+            save_images=save_images,
+            limit=limit,
+            score_workers=score_workers,
+        )
+    results = {
+        "ckpt_path": str(ckpt_path),
+        "model": model_cfg,
+        "device": str(device),
+        "tile": settings.tile,
+        "tile_overlap": settings.tile_overlap if settings.tile is not None else None,
+        "limit": limit,
+        "inference": options.as_dict(),
+        "datasets": summaries,
+    }
+    atomic_write_json(output_dir / "results.json", results)
+    atomic_write_text(output_dir / "results.md", results_markdown(results))
+    return results
