@@ -57,9 +57,10 @@ def table(runs: list[dict[str, Any]]) -> str:
         paper += [_cell(pub[0], 2), _cell(pub[1], 3)] if pub else ["-", "-"]
     lines += ["| " + " | ".join(paper) + " |", ""]
     lines.append(
-        "GoPro / HIDE: 8-bit outputs rounded to nearest, PSNR peak 255, MATLAB 3-D SSIM. RealBlur: '(aligned)' "
-        "= gain + ECC homography alignment and masked metrics (the RealBlur benchmark's protocol); without the "
-        "mark, unaligned (the authors' MATLAB script). The paper does not say whether TLC was used ('?')."
+        "GoPro / HIDE: 8-bit outputs rounded to nearest, PSNR peak 255, MATLAB 3-D SSIM. RealBlur: "
+        "'(aligned)' = gain + ECC homography alignment and masked metrics (the RealBlur benchmark's "
+        "protocol); without the mark, unaligned (the authors' MATLAB script). The paper does not say whether "
+        "TLC was used ('?')."
     )
     return "\n".join(lines) + "\n"
 

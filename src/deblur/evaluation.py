@@ -22,6 +22,7 @@ image, host copies included) depends on them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -134,13 +135,19 @@ def evaluate_dataset(
     return summary
 
 
+def _tlc_text(tlc: Mapping[str, Any] | None) -> str:
+    if not tlc or not tlc.get("enabled"):
+        return "off"
+    return f"on (base_size {tlc.get('base_size')}, train_size {tlc.get('train_size')})"
+
+
 def results_markdown(results: Mapping[str, Any]) -> str:
     """The cross-dataset table of an :func:`evaluate` result: one row per dataset, PSNR / SSIM columns."""
     lines = [
         f"# Results: `{results['ckpt_path']}`",
         "",
         f"Network: `{results['model'].get('name')}`; tile: {results['tile'] or 'none (whole images)'}; "
-        f"inference: {describe_options(results.get('inference'))}.",
+        f"inference: {describe_options(results.get('inference'))}; TLC: {_tlc_text(results.get('tlc'))}.",
         "",
         "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |",
         "|---|---|---|---|---|---|",
@@ -193,7 +200,8 @@ def evaluate(
 
     Returns:
         The ``results.json`` payload: ``ckpt_path``, ``model``, ``device``, ``tile``, ``tile_overlap``,
-        ``limit``, ``inference`` and ``datasets`` (each dataset's summary).
+        ``limit``, ``inference`` (speed options), ``tlc`` (``enabled``, ``base_size``, ``train_size``) and
+        ``datasets`` (each dataset's summary).
 
     Raises:
         ValueError: a dataset that cannot be evaluated or has no root, a bad setting (naming its key).
@@ -249,6 +257,7 @@ def evaluate(
         "tile_overlap": settings.tile_overlap if settings.tile is not None else None,
         "limit": limit,
         "inference": options.as_dict(),
+        "tlc": dataclasses.asdict(settings.tlc),
         "datasets": summaries,
     }
     atomic_write_json(output_dir / "results.json", results)

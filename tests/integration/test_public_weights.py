@@ -86,3 +86,36 @@ def test_convert_writes_a_native_checkpoint_and_never_the_input(released_file, t
     with pytest.raises(UserError, match="never written"):
         convert_checkpoint(path, path)
     assert path.read_bytes() == before
+
+
+def test_eval_with_tlc_records_it_and_the_published_collector_reads_it(tmp_path):
+    """deblur-eval with tlc.enabled on a tiny network and GoPro tree; the msfs_published collector's row."""
+    import importlib.util
+    import json
+
+    from deblur.evaluation import evaluate
+    from deblur.models.registry import build_model
+    from deblur.paths import REPO_ROOT
+    from tests.unit.test_datasets import make_gopro
+
+    root = make_gopro(tmp_path / "GOPRO_Large")
+    model = {"width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1}
+    weights = tmp_path / "w.pth"
+    torch.save(build_model("msfs_small", **model).state_dict(), weights)
+    tlc = {"enabled": True, "base_size": 24, "train_size": 16}
+    settings = {"device": "cpu", "precision": "fp32", "tlc": tlc}
+    out = tmp_path / "evals" / "tiny-tlc_true"
+    from deblur.models.registry import model_config
+
+    tiny = model_config("msfs_small", **model)
+    results = evaluate(weights, ["gopro"], {"gopro": root}, output_dir=out, model=tiny, settings=settings)
+    assert results["tlc"] == {"enabled": True, "base_size": 24, "train_size": 16}
+    assert json.loads((out / "results.json").read_text())["tlc"]["enabled"] is True
+    assert "TLC: on" in (out / "results.md").read_text()
+
+    script = REPO_ROOT / "experiments" / "msfs_published" / "collect.py"
+    spec = importlib.util.spec_from_file_location("collect", script)
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    table = collect.collect(tmp_path / "evals").read_text()
+    assert "| w.pth | on (24) |" in table and "MSFS-Net (paper" in table
