@@ -30,9 +30,10 @@
 # * `DEBLUR_NB_OVERRIDES`: Hydra overrides of `conf/analyze.yaml`, e.g.
 #   `data=gopro data.root=/data/GOPRO_Large split=train device=cuda analysis.batch_size=16` for the
 #   paper's setting (GoPro training split). Default: the built-in dataset's validation split.
-# * `DEBLUR_NB_CKPT`: a `deblur-train` checkpoint; adds the deblurred images and Fig. 7. Default: the
-#   newest `logs/train/**/checkpoints/last.ckpt` under `$PROJECT_ROOT` (else the repository), i.e. the
-#   last `make train`; `none` analyses without a network.
+# * `DEBLUR_NB_CKPT`: the checkpoint to analyse (any file `deblur.load_model` reads: a `deblur-train`
+#   checkpoint such as the `checkpoints/last.ckpt` that `make train` prints at its end, or the MSFS-Net
+#   authors' `model.pkl`); adds the deblurred images and Fig. 7. Default: none (sharp vs blurry only).
+#   It is never guessed from what happens to lie under `logs/`.
 # * `DEBLUR_NB_OUTPUT_DIR`: where analysis.json and the figures go (default: a new temporary folder).
 
 # %% tags=["parameters"]
@@ -41,7 +42,7 @@ import os
 import shlex
 
 OVERRIDES = shlex.split(os.environ.get("DEBLUR_NB_OVERRIDES", ""))
-CKPT_PATH = os.environ.get("DEBLUR_NB_CKPT") or "latest"
+CKPT_PATH = os.environ.get("DEBLUR_NB_CKPT") or None
 OUTPUT_DIR = os.environ.get("DEBLUR_NB_OUTPUT_DIR") or None
 
 # %%
@@ -51,22 +52,11 @@ from pathlib import Path
 from IPython.display import Image, Markdown, display
 
 import deblur
-from deblur.paths import REPO_ROOT
-
 # %matplotlib inline
 
-
-def latest_checkpoint() -> Path | None:
-    runs = Path(os.environ.get("PROJECT_ROOT") or REPO_ROOT) / "logs" / "train"
-    found = list(runs.glob("**/checkpoints/last.ckpt")) if runs.is_dir() else []
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-if CKPT_PATH == "latest":
-    CKPT_PATH = latest_checkpoint()
-elif CKPT_PATH.lower() == "none":
-    CKPT_PATH = None
-print("checkpoint:", CKPT_PATH)
+if CKPT_PATH and not Path(CKPT_PATH).expanduser().is_file():
+    raise FileNotFoundError(f"DEBLUR_NB_CKPT={CKPT_PATH} is not a file")
+print("checkpoint:", CKPT_PATH or "none (set DEBLUR_NB_CKPT to add the deblurred images and Fig. 7)")
 
 output_dir = Path(OUTPUT_DIR or tempfile.mkdtemp(prefix="deblur-frequency-"))
 overrides = [f"paths.output_dir={output_dir}", *OVERRIDES]
