@@ -23,7 +23,7 @@ from deblur.cli.analyze import main as analyze_command
 from deblur.config.compose import compose
 from deblur.config.inference import InferenceSettings
 from deblur.data.datamodule import DeblurDataModule
-from deblur.data.synthetic import VAL_PHOTOS
+from deblur.data.synthetic import TRAIN_PHOTOS
 from deblur.lit.restoration import RestorationModule
 from deblur.paths import CONF_DIR
 
@@ -52,7 +52,7 @@ def compose_analyze(tmp_path):
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory) -> tuple[dict, Path]:
-    """``deblur-analyze`` with its defaults: the built-in dataset's validation split."""
+    """``deblur-analyze`` with its defaults: the built-in dataset's training split (the paper's split)."""
     output_dir = tmp_path_factory.mktemp("default")
     return analyze(output_dir=output_dir), output_dir
 
@@ -89,10 +89,12 @@ def test_default_run_on_the_builtin_dataset_writes_json_and_figures(default_run)
     assert set(table) == {"high", "low"} and all(set(table[band]) == set(SCALES) for band in table)
     assert all(0.0 <= table[band][scale] <= 1.0 for band in table for scale in SCALES)
     n = written["num_pairs"]
-    # the default data config: every validation photo times its pairs per photo
+    # the default data config: every training photo times its pairs per photo, each pair once
     defaults = OmegaConf.load(CONF_DIR / "data" / "synthetic.yaml")
-    assert written["split"] == "val" and len(written["names"]) == n
-    assert n == len(VAL_PHOTOS) * defaults.val_pairs_per_photo
+    assert written["split"] == "train" and len(written["names"]) == n
+    assert n == len(TRAIN_PHOTOS) * defaults.pairs_per_photo
+    # the paper's "larger scale, larger gap" (Sec. 3.1, Fig. 2) holds on the training split
+    assert table["high"]["1"] > table["high"]["1/2"] > table["high"]["1/4"]
     for kind in ("sharp", "blurry"):
         assert all(len(written["entropy"][kind][band][scale]) == n for band in table for scale in SCALES)
     assert (tmp_path / "fig1_patch_bands.png").stat().st_size > 10_000
@@ -112,7 +114,7 @@ def test_high_band_gap_exceeds_low_band_gap_at_full_scale_on_the_builtin_dataset
 
 def test_checkpoint_adds_deblurred_images_and_fig7(compose_analyze, tmp_path, checkpoint, capsys):
     fp32 = ["device=cpu", "precision=fp32", "channels_last=false", "fold_batchnorm=false"]
-    cfg = compose_analyze(*SMALL_DATA, f"ckpt_path={checkpoint}", "analysis.batch_size=2", *fp32)
+    cfg = compose_analyze(*SMALL_DATA, "split=val", f"ckpt_path={checkpoint}", "analysis.batch_size=2", *fp32)
     value = analyze_command(cfg)  # the command's config keys reach the library
     assert "sharp_vs_deblurred high" in capsys.readouterr().out
     payload = json.loads((tmp_path / "analysis.json").read_text())

@@ -243,7 +243,7 @@ def _analysis_settings(analysis: AnalyzeSettings | Mapping[str, Any] | None) -> 
 
 def analyze(
     data: str | Mapping[str, Any] = "synthetic",
-    split: str = "val",
+    split: str = "train",
     *,
     ckpt_path: str | os.PathLike | None = None,
     model: str | Mapping[str, Any] | None = None,
