@@ -14,7 +14,10 @@ from tests.integration.conftest import TINY_TRAIN
 # one epoch = 3 steps (limit_train_batches=3); augment=flip_rot draws from albumentations' own stream
 TINY_MODEL = {"name": "msfs", "width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1,
               "reduction": 4}  # fmt: skip
-N_STEPS = ["debug=limit", "trainer.deterministic=true", "callbacks.frequency_gap=null", *TINY_TRAIN]
+N_STEPS = [
+    "debug=limit", "callbacks=default", "logger=csv", "trainer.deterministic=true",
+    "callbacks.frequency_gap=null", *TINY_TRAIN,
+]  # fmt: skip
 
 
 def _metrics(payload):

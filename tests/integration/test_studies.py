@@ -93,8 +93,8 @@ def test_cross_dataset_study_trains_on_gopro_and_collects_table3(compose_train, 
     train(
         compose_train(
             "data=gopro", f"data.root={gopro}", "data.crop_size=16", "data.batch_size=2",
-            "data.num_workers=0", "data.val_crop_size=16", *DEBUG[:4], "callbacks.frequency_gap=null",
-            *TINY_TRAIN[:5], f"paths.output_dir={run}",
+            "data.num_workers=0", "data.val_crop_size=16", *DEBUG[:4], "callbacks=default",
+            "callbacks.frequency_gap=null", *TINY_TRAIN[:5], f"paths.output_dir={run}",
         )  # fmt: skip
     )
     ckpt = run / "checkpoints" / "last.ckpt"
