@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deblur.models.octconv import OctaveConv, split_channels
+from deblur.models.octconv import OctaveConv, octave_channels
 
 
 @pytest.mark.parametrize(
@@ -11,7 +11,7 @@ from deblur.models.octconv import OctaveConv, split_channels
     [(8, 0.0, (8, 0)), (8, 0.5, (4, 4)), (8, 0.25, (6, 2)), (6, 0.5, (3, 3)), (10, 0.75, (2, 8))],
 )
 def test_channel_split(channels, alpha, expected):
-    assert split_channels(channels, alpha) == expected
+    assert octave_channels(channels, alpha) == expected
 
 
 @pytest.mark.parametrize(
@@ -20,11 +20,11 @@ def test_channel_split(channels, alpha, expected):
 def test_shapes_for_alpha_pairs(alpha_in, alpha_out):
     cin, cout, h, w = 8, 12, 10, 14
     conv = OctaveConv(cin, cout, 3, alpha_in, alpha_out)
-    in_h, in_l = split_channels(cin, alpha_in)
+    in_h, in_l = octave_channels(cin, alpha_in)
     x_h = torch.randn(2, in_h, h, w)
     x_l = torch.randn(2, in_l, h // 2, w // 2) if in_l else None
     y_h, y_l = conv((x_h, x_l))
-    out_h, out_l = split_channels(cout, alpha_out)
+    out_h, out_l = octave_channels(cout, alpha_out)
     assert y_h.shape == (2, out_h, h, w)
     if out_l:
         assert y_l.shape == (2, out_l, h // 2, w // 2)

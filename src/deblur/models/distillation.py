@@ -22,7 +22,7 @@ from torch import nn
 
 from deblur.models.cca import ContrastAwareChannelAttention
 from deblur.models.fdb import FrequencyDistillationBlock
-from deblur.models.fsb import LEAKY_SLOPE, FrequencySplitBlock, split_channels
+from deblur.models.fsb import LEAKY_SLOPE, FrequencySplitBlock, fsb_channels
 from deblur.models.rcab import ResidualBlock
 
 LATENT_VARIANTS = ("full", "no_distillation", "no_fsb", "no_fdb")
@@ -44,7 +44,7 @@ class FrequencySplitResidualBlock(nn.Module):
 
     def __init__(self, channels: int, ratio: float = 0.5, num_splits: int = 3) -> None:
         super().__init__()
-        split_channels(channels, ratio)
+        fsb_channels(channels, ratio)
         if num_splits < 1:
             raise ValueError(f"FrequencySplitResidualBlock num_splits={num_splits} must be >= 1")
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(num_splits))
@@ -75,7 +75,7 @@ class ResidualFeatureDistillationBlock(nn.Module):
 
     def __init__(self, channels: int, ratio: float = 0.5, cca_reduction: int = 16) -> None:
         super().__init__()
-        distilled, _ = split_channels(channels, ratio)
+        distilled, _ = fsb_channels(channels, ratio)
         self.distill_convs = nn.ModuleList(nn.Conv2d(channels, distilled, 1) for _ in range(3))
         self.refine_convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(3))
         self.last_conv = nn.Conv2d(channels, distilled, 3, padding=1)

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from deblur.models.cca import ContrastAwareChannelAttention
-from deblur.models.fsb import LEAKY_SLOPE, FrequencySplitBlock, split_channels
+from deblur.models.fsb import LEAKY_SLOPE, FrequencySplitBlock, fsb_channels
 
 
 class FrequencyDistillationBlock(nn.Module):
@@ -48,7 +48,7 @@ class FrequencyDistillationBlock(nn.Module):
 
     def __init__(self, channels: int, ratio: float = 0.5, cca_reduction: int = 16) -> None:
         super().__init__()
-        high, low = split_channels(channels, ratio)
+        high, low = fsb_channels(channels, ratio)
         self.channels = channels
         self.high_channels, self.low_channels = high, low
         self.layer1 = nn.Conv2d(channels, channels, 3, padding=1)

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from deblur.models.distillation import LATENT_VARIANTS, make_latent_block
-from deblur.models.fsb import LEAKY_SLOPE, split_channels
+from deblur.models.fsb import LEAKY_SLOPE, fsb_channels
 from deblur.models.inception import InceptionDownsample
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.models.rcab import RCAB
@@ -140,7 +140,7 @@ class FDDN(nn.Module):
             raise ValueError(f"FDDN ratio={ratio} must lie strictly between 0 and 1")
         latent = 4 * width
         try:
-            split_channels(latent, ratio)
+            fsb_channels(latent, ratio)
         except ValueError as error:
             raise ValueError(
                 f"FDDN width={width} (latent width {latent}) cannot be split: {error}"

@@ -25,11 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deblur.models.channels import split_channels
+
 LEAKY_SLOPE = 0.2
 """Negative slope of the leaky ReLUs of Table 1 (the paper gives no value; ours)."""
 
 
-def split_channels(out_channels: int, ratio: float) -> tuple[int, int]:
+def fsb_channels(out_channels: int, ratio: float) -> tuple[int, int]:
     """Table 1, step 1: (HChannel, LChannel) = (round(ratio * out), out - HChannel).
 
     Raises ValueError naming ``ratio`` if it is outside (0, 1), or naming ``out_channels`` if either part
@@ -37,8 +39,7 @@ def split_channels(out_channels: int, ratio: float) -> tuple[int, int]:
     """
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"FSB ratio={ratio} must lie strictly between 0 and 1")
-    high = round(ratio * out_channels)
-    low = out_channels - high
+    high, low = split_channels(out_channels, ratio)
     if high < 1 or low < 1:
         raise ValueError(
             f"FSB out_channels={out_channels} with ratio={ratio} gives HChannel={high}, LChannel={low}; "
@@ -71,7 +72,7 @@ class FrequencySplitBlock(nn.Module):
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"FSB in_channels={in_channels} must be >= 1")
-        self.high_channels, self.low_channels = split_channels(out_channels, ratio)
+        self.high_channels, self.low_channels = fsb_channels(out_channels, ratio)
         high, low = self.high_channels, self.low_channels
         self.ratio = ratio
         self.conv_coarse2h = nn.Conv2d(in_channels, high, 3, stride=1, padding=1)

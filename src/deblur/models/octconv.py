@@ -16,15 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deblur.models.channels import split_channels
+
 OctaveFeature = tuple[torch.Tensor, torch.Tensor | None]
 
 
-def split_channels(channels: int, alpha: float) -> tuple[int, int]:
-    """(high, low) channel counts for ``channels`` split by ``alpha`` (low = round(alpha * channels))."""
+def octave_channels(channels: int, alpha: float) -> tuple[int, int]:
+    """(high, low) channel counts of an octave feature: low = round(alpha * channels) (Eq. 1-2's alpha is the
+    low-frequency share; :func:`deblur.models.channels.split_channels`)."""
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"octave alpha must be in [0, 1), got {alpha}")
-    low = int(round(alpha * channels))
-    return channels - low, low
+    low, high = split_channels(channels, alpha)
+    return high, low
 
 
 def octave_pool(x: torch.Tensor) -> torch.Tensor:
@@ -58,8 +61,8 @@ class OctaveConv(nn.Module):
         super().__init__()
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"OctaveConv needs positive channels, got in={in_channels}, out={out_channels}")
-        self.in_high, self.in_low = split_channels(in_channels, alpha_in)
-        self.out_high, self.out_low = split_channels(out_channels, alpha_out)
+        self.in_high, self.in_low = octave_channels(in_channels, alpha_in)
+        self.out_high, self.out_low = octave_channels(out_channels, alpha_out)
         if self.in_high == 0 or self.out_high == 0:
             raise ValueError(
                 f"OctaveConv: alpha_in={alpha_in}, alpha_out={alpha_out} leave no high-frequency channels "
