@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.analysis.run import analyze, format_summary
+from deblur.cli.common import user_errors
 from deblur.config import register_configs
 from deblur.config.inference import InferenceSettings
 from deblur.paths import CONF_DIR
@@ -28,6 +29,7 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="analyze")
+@user_errors("deblur-analyze")
 def main(cfg: DictConfig) -> float:
     """Console entry point ``deblur-analyze``; returns the full-scale high-band JS (sharp vs blurry)."""
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # ??? fails naming the key

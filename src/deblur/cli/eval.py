@@ -18,6 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.cli.common import user_errors
 from deblur.config import register_configs
 from deblur.config.inference import InferenceSettings
 from deblur.evaluation import evaluate, results_markdown
@@ -27,6 +28,7 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+@user_errors("deblur-eval")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Console entry point ``deblur-eval``; returns the ``results.json`` payload."""
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # ??? fails naming the key

@@ -14,6 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.cli.common import user_errors
 from deblur.config import register_configs
 from deblur.data.prepare import prepare_dataset
 from deblur.paths import CONF_DIR
@@ -44,6 +45,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
+@user_errors("deblur-prepare")
 def main(cfg: DictConfig) -> None:
     """Console entry point ``deblur-prepare``."""
     run(cfg)

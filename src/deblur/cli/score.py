@@ -1,11 +1,13 @@
 """``deblur-score``: score a folder of predictions against a folder of ground truth.
 
-    deblur-score pred_dir=results/gopro gt_dir=data/GOPRO_Large/test_flat protocol=gopro
-    deblur-score pred_dir=results/realblur_j gt_dir=data/realblur_j_gt protocol=realblur num_workers=2
+    deblur-score pred_dir=results/gopro gt_dir=/data/GOPRO_Large     # the test split's sharp images
+    deblur-score pred_dir=results/realblur_j gt_dir=/data/RealBlur dataset=realblur_j protocol=realblur
+    deblur-score pred_dir=other_method/ gt_dir=sharp_images/         # any two folders
 
-Config: ``conf/score.yaml`` (``pred_dir``, ``gt_dir``, ``protocol``, ``on_missing``, ``recursive``,
-``num_workers``). Writes ``scores.csv``, ``summary.json`` and ``summary.md`` into ``paths.output_dir``
-(Hydra's run dir); the inputs are only read. The library: :func:`deblur.metrics.scoring.score_folders`.
+Config: ``conf/score.yaml`` (``pred_dir``, ``gt_dir``, ``dataset``, ``protocol``, ``on_missing``,
+``recursive``, ``num_workers``). Writes ``scores.csv``, ``summary.json`` and ``summary.md`` into
+``paths.output_dir`` (Hydra's run dir); the inputs are only read. The library:
+:func:`deblur.metrics.scoring.score_folders`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from deblur.cli.common import user_errors
 from deblur.metrics.scoring import score_folders, summary_markdown
 from deblur.paths import CONF_DIR
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="score")
+@user_errors("deblur-score")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Console entry point ``deblur-score``; returns the summary."""
     _, summary = score_folders(
@@ -30,6 +34,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         on_missing=cfg.on_missing,
         num_workers=cfg.num_workers,
         output_dir=cfg.paths.output_dir,
+        dataset=cfg.get("dataset"),
     )
     print(summary_markdown(summary), end="")
     print(f"wrote scores.csv, summary.json, summary.md to {cfg.paths.output_dir}")

@@ -43,6 +43,7 @@ import numpy as np
 
 from deblur.io import IMAGE_EXTENSIONS, list_images, read_image, to_rgb
 from deblur.io import to_uint8 as to_8bit
+from deblur.metrics.benchmarks import benchmark_pairing, detect_benchmark, refuse_blurry_ground_truth
 from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel, to_uint8
 from deblur.metrics.realblur import realblur_scores
 from deblur.utils.checks import check_bool, check_int, format_number, mean
@@ -97,6 +98,7 @@ def pair_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, recursi
     """
     pred = list_images(pred_dir, recursive)
     gt = list_images(gt_dir, recursive)
+    refuse_blurry_ground_truth(gt, Path(gt_dir))
     common = sorted(pred.keys() & gt.keys())
     pairs = [(pred[k].relative_to(pred_dir).as_posix(), pred[k], gt[k]) for k in common]
     return Pairing(
@@ -292,11 +294,18 @@ def score_folders(
     on_missing: str = "error",
     num_workers: int = 0,
     output_dir: str | os.PathLike | None = None,
+    dataset: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every matched image pair of two folders; returns ``(rows, summary)``.
 
     Args:
-        pred_dir, gt_dir: the predictions and the ground truth (only read).
+        pred_dir, gt_dir: the predictions and the ground truth (only read). ``gt_dir`` may be a benchmark
+            dataset (a GoPro / HIDE / RealBlur root or its ``test/`` folder): then the ground truth is the
+            sharp image of each pair of its test split, found as :mod:`deblur.metrics.benchmarks` says, and
+            predictions of other frames are ignored (``pred_ignored``). A plain folder is matched by
+            relative path; one holding blurry frames (``blur/``, ``input/`` ...) is refused.
+        dataset: which benchmark ``gt_dir`` is (None: recognised from its layout; needed only for a
+            RealBlur root holding both lists).
         protocol: ``gopro`` or ``realblur``.
         recursive: also match files in sub-folders.
         on_missing: ``error`` (an image without partner fails, listing up to 10 per side and the counts)
@@ -347,7 +356,19 @@ def score_folders(
                     f"the output dir must differ from {key} (inputs are never written to): {folder}"
                 )
 
-    pairing = pair_folders(pred_root, gt_root, recursive=recursive)
+    benchmark = detect_benchmark(gt_root, dataset)
+    ignored: list[str] = []
+    if benchmark is not None:
+        name, root = benchmark
+        matched = benchmark_pairing(list_images(pred_root, recursive), name, root, pred_root)
+        pairing = Pairing(pairs=matched.pairs, pred_only=[], gt_only=matched.gt_only)
+        ignored = matched.pred_only
+        log.info("gt_dir is the %s dataset at %s: scoring against the sharp images of its test split (%d "
+                 "pairs); %d other prediction(s) ignored", name, root, len(matched.pairs), len(ignored))
+    elif dataset is not None:
+        raise ValueError(f"dataset={dataset}: gt_dir={gt_root} is not in its layout (see docs/datasets.md)")
+    else:
+        pairing = pair_folders(pred_root, gt_root, recursive=recursive)
     if (pairing.pred_only or pairing.gt_only) and on_missing == "error":
         lines = [f"unmatched images between pred_dir={pred_root} and gt_dir={gt_root}:"]
         if pairing.pred_only:
@@ -386,6 +407,8 @@ def score_folders(
         recursive=recursive,
         pred_without_gt=pairing.pred_only,
         gt_without_pred=pairing.gt_only,
+        dataset=benchmark[0] if benchmark else None,
+        pred_ignored=ignored,
     )
     if output_dir is not None:
         write_outputs(rows, summary, output_dir)
