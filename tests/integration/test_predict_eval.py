@@ -241,3 +241,22 @@ def test_train_on_a_gopro_tree_runs_a_fast_dev_run(compose_train, tmp_path):
     payload = train(cfg)
     assert payload["global_step"] == 1
     assert os.path.isdir(root / "train")  # the dataset is only read
+
+
+@pytest.mark.slow
+def test_readme_quoting_example_for_odd_paths_runs(ckpt, tmp_path):
+    """The README's line for paths with spaces, unicode and brackets, run by a shell as a user types it."""
+    import re
+    import shlex
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    line = re.search(r"^deblur-predict ckpt_path=last\.ckpt 'input=.*$", readme, re.M).group(0)
+    folder = tmp_path / "holiday photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "[2024] café.png"), np.ascontiguousarray(skimage.data.astronaut()[:40, :48]))
+    (tmp_path / "last.ckpt").write_bytes(ckpt.read_bytes())
+    command = line.replace("deblur-predict", f"{shlex.quote(sys.executable)} -m deblur.cli.predict", 1)
+    command += f" device=cpu precision=fp32 hydra.run.dir={shlex.quote(str(tmp_path / 'hydra'))}"
+    proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "deblurred photos" / "[2024] café.png").is_file()
