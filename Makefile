@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install train test bench lint clean
+.PHONY: install train test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ train: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick loop while editing: everything but the tests marked slow (real command subprocesses, DDP,
+# sweeps, compile).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 # The benchmark (README "Performance"): bench.json + bench.md in logs/bench/runs/<time>/.
 # A quicker run: make bench ARGS="timed=[msfs_small] tiling.enabled=false precision_run.enabled=false"
