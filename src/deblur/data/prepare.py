@@ -1,11 +1,11 @@
 """One-time preparation of a paired dataset for fast training: sub-images or decoded arrays.
 
 Why: a random 256x256 crop of a 1280x720 GoPro pair costs two full PNG decodes (the loader's throughput
-per machine: ``make bench``, ``docs/benchmarks/``). With few CPU cores per GPU and many epochs the loader, not the GPU, sets the pace. Cutting each
-training pair once into overlapping sub-images (default 512x512, stride 256) means each sample decodes
-about a quarter of the pixels; ``format=npy`` stores decoded ``uint8`` arrays instead, which the loader
-memory-maps so a crop reads only its own rows (no decoding at all, but about 11.6 GB of disk for the
-GoPro training pairs at full size, twice that as 512/256 sub-images).
+per machine: ``make bench``, ``docs/benchmarks/``). With few CPU cores per GPU and many epochs the loader,
+not the GPU, sets the pace. Cutting each training pair once into overlapping sub-images (default 512x512,
+stride 256) means each sample decodes about a quarter of the pixels; ``format=npy`` stores decoded
+``uint8`` arrays instead, which the loader memory-maps so a crop reads only its own rows (no decoding at
+all, but about 11.6 GB of disk for the GoPro training pairs at full size, twice that as 512/256 sub-images).
 
 Output: the flattened GoPro layout, so that ``data=gopro data.root=<output_root>`` reads it::
 
