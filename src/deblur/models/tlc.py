@@ -153,40 +153,35 @@ def local_contrast(x: torch.Tensor, window: Window, eps: float = CONTRAST_EPS) -
     return replicate_back(out, (x.shape[-2], x.shape[-1])).to(x.dtype)
 
 
-class LocalAvgPool2d(nn.Module):
-    """Replaces ``nn.AdaptiveAvgPool2d(1)`` in a channel attention: :func:`local_mean` over ``window``.
-
-    Args: window (kH, kW) in pixels of the map this module sees. No parameters.
-    Shapes: (N, C, H, W) -> (N, C, H or 1, W or 1) (broadcastable to the input).
-    """
+class _LocalWindow(nn.Module):
+    """A parameter-free local statistic over a fixed ``window`` (kH, kW) in pixels of the map it sees."""
 
     def __init__(self, window: Window) -> None:
         super().__init__()
         self.window = _check_window(tuple(window))
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}"
+
+
+class LocalAvgPool2d(_LocalWindow):
+    """Replaces ``nn.AdaptiveAvgPool2d(1)`` in a channel attention: :func:`local_mean` over ``window``.
+
+    Shapes: (N, C, H, W) -> (N, C, H or 1, W or 1) (broadcastable to the input).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return local_mean(x, self.window)
 
-    def extra_repr(self) -> str:
-        return f"window={self.window}"
 
-
-class LocalChannelContrast(nn.Module):
+class LocalChannelContrast(_LocalWindow):
     """Replaces :class:`deblur.models.cca.ChannelContrast`: :func:`local_contrast` over ``window``.
 
-    Args: window (kH, kW) in pixels of the map this module sees. No parameters.
     Shapes: (N, C, H, W) -> (N, C, H or 1, W or 1) (broadcastable to the input).
     """
 
-    def __init__(self, window: Window) -> None:
-        super().__init__()
-        self.window = _check_window(tuple(window))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return local_contrast(x, self.window)
-
-    def extra_repr(self) -> str:
-        return f"window={self.window}"
 
 
 _GLOBAL_FORMS = {"squeeze": nn.AdaptiveAvgPool2d, "contrast": ChannelContrast}
