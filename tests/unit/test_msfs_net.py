@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from deblur.models import MSFSNet
+from deblur.models.csffm import NoSkip
 from deblur.models.msfs_net import upgrade_state_dict
 
 TINY = dict(width=8, encoder_blocks=1, latent_blocks=1, decoder_blocks=1, reduction=4)
@@ -21,9 +22,12 @@ def test_default_is_the_published_size():
     assert abs(params - 21_586_291) / 21_586_291 < 0.05, params
 
 
-@pytest.mark.parametrize("use_fsm, use_csffm", [(True, True), (False, True), (True, False)])
-def test_odd_sizes_come_back_at_the_same_size(use_fsm, use_csffm):
-    net = MSFSNet(**TINY, use_fsm=use_fsm, use_csffm=use_csffm)
+@pytest.mark.parametrize(
+    "use_fsm, use_csffm, use_skip",
+    [(True, True, True), (False, True, True), (True, False, True), (True, False, False)],
+)
+def test_odd_sizes_come_back_at_the_same_size(use_fsm, use_csffm, use_skip):
+    net = MSFSNet(**TINY, use_fsm=use_fsm, use_csffm=use_csffm, use_skip=use_skip)
     x = torch.rand(1, 3, 67, 101)
     assert net(x).shape == x.shape
 
@@ -180,3 +184,74 @@ def test_an_old_and_a_new_name_for_the_same_tensor_fail():
     state = {**net.state_dict(), "head.weight": torch.zeros_like(net.conv_last.weight)}
     with pytest.raises(ValueError, match="head.weight"):
         net.load_state_dict(state)
+
+
+# ---------------------------------------------------------------- "w/o CSFFM", second reading: no skip
+def _skip_path_gradients(net: MSFSNet, x: torch.Tensor) -> list[torch.Tensor | None]:
+    """d output / d f_en for the encoder feature each fusion receives, through the fusion alone: f_en is
+    replaced by a copy that nothing else uses, so the latent path (which also starts at f_en) is left out."""
+    copies: list[torch.Tensor] = []
+
+    def swap(_module, args):
+        copies.append(args[0].detach().clone().requires_grad_(True))
+        return (copies[-1], args[1])
+
+    fusions = ("fusion_quarter", "fusion_half")
+    handles = [net.get_submodule(n).register_forward_pre_hook(swap) for n in fusions]
+    out = net(x)
+    for handle in handles:
+        handle.remove()
+    return list(torch.autograd.grad(out.sum(), copies, allow_unused=True))
+
+
+def _output_with_noise_for_f_en(net: MSFSNet, x: torch.Tensor) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1)
+    hooks = [
+        net.get_submodule(n).register_forward_pre_hook(
+            lambda _m, args: (torch.randn(args[0].shape, generator=gen), args[1])
+        )
+        for n in ("fusion_quarter", "fusion_half")
+    ]
+    out = net(x)
+    for hook in hooks:
+        hook.remove()
+    return out
+
+
+@pytest.mark.parametrize("use_skip, use_csffm", [(False, False), (False, True), (True, True), (True, False)])
+def test_without_skip_the_decoder_never_uses_the_encoder_features(use_skip, use_csffm):
+    torch.manual_seed(0)
+    net = MSFSNet(**TINY, use_skip=use_skip, use_csffm=use_csffm).eval()
+    x = torch.rand(1, 3, 32, 32)
+    grads = _skip_path_gradients(net, x)
+    with torch.no_grad():
+        changed = not torch.equal(net(x), _output_with_noise_for_f_en(net, x))
+    if use_skip:  # CSFFM or plain concatenation: an encoder-to-decoder path at both scales
+        assert all(g is not None and g.abs().sum() > 0 for g in grads)
+        assert changed
+    else:  # only the latent path: f_en reaches the output through nothing else
+        assert all(g is None or g.abs().sum() == 0 for g in grads)
+        assert not changed
+        assert isinstance(net.fusion_half, NoSkip) and isinstance(net.fusion_quarter, NoSkip)
+
+
+def test_no_skip_keeps_the_decoder_layout_and_pads_with_zeros():
+    concat, no_skip = MSFSNet(**TINY, use_csffm=False), MSFSNet(**TINY, use_skip=False)
+    shapes = {k: v.shape for k, v in concat.state_dict().items()}
+    assert {k: v.shape for k, v in no_skip.state_dict().items()} == shapes  # same checkpoint layout
+    f_en, f_de = torch.rand(1, 4, 3, 3), torch.rand(1, 4, 3, 3)
+    assert torch.equal(NoSkip()(f_en, f_de), torch.cat([f_de, torch.zeros_like(f_de)], 1))
+    assert torch.equal(NoSkip(encoder_first=True)(f_en, f_de), torch.cat([torch.zeros_like(f_de), f_de], 1))
+    # the encoder still trains, through the latent path
+    no_skip(torch.rand(1, 3, 16, 16)).mean().backward()
+    assert no_skip.encoder.blocks_full[0].body[0].weight.grad.abs().sum() > 0
+
+
+def test_no_skip_ablation_config_builds_the_no_skip_model(tmp_path):
+    from deblur.config.compose import compose
+    from deblur.models.registry import build_model
+
+    cfg = compose("train", ["ablation=msfs/no_skip", f"paths.output_dir={tmp_path}", "model.width=8"])
+    assert (cfg.model.use_skip, cfg.model.use_csffm, cfg.ablation_name) == (False, False, "msfs/no_skip")
+    assert isinstance(build_model(cfg.model).fusion_half, NoSkip)
+

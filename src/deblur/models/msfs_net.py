@@ -20,6 +20,10 @@ Wiring, top-down as in Fig. 3 (C = width; the module's attribute name on the rig
               FSM (2C -> C)                                               decoder_fsm_full
               conv (C -> 3) + blurry input (raw-image residual)           conv_last
 
+Ablations (Table 4): ``use_fsm=False`` puts a plain 3x3 conv + ReLU in every FSM's place; ``use_csffm=False``
+makes ``fusion_*`` a plain skip concatenation ``[f_de, f_en]``; ``use_skip=False`` makes them ``[f_de, 0]``,
+no encoder-to-decoder connection at all (the two readings of "w/o CSFFM", docs/models.md).
+
 Frequency features for the losses (Sec. 3.5-3.6): the encoder FSMs give the negatives (Y^H) and the
 low-frequency references (Y^L) at every scale; the decoder FSMs give the anchors (Y^H, projected by a 1x1
 conv to the encoder's C/2 channels where the decoder's is wider: ``anchor_projection_full`` /
@@ -46,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deblur.models.csffm import CrossScaleFeatureFusion, SkipConcatenation
+from deblur.models.csffm import CrossScaleFeatureFusion, NoSkip, SkipConcatenation
 from deblur.models.fsm import FrequencyFeatures, FrequencySeparationModule, PlainConvModule
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.models.rcab import RCAB, ResidualBlock
@@ -254,7 +258,11 @@ class MSFSNet(nn.Module):
         encoder_blocks: residual blocks per encoder stage (n). latent_blocks: latent RCABs (m).
         decoder_blocks: RCABs per decoder stage (d). reduction: RCAB channel-attention reduction.
         use_fsm: False replaces every FSM with a 3x3 conv + ReLU (Table 4, "w/o FSM").
-        use_csffm: False replaces each CSFFM by a plain skip concatenation (Table 4, "w/o CSFFM").
+        use_csffm: False replaces each CSFFM by a plain skip concatenation (Table 4, "w/o CSFFM", first
+            reading: the same two features, without the learnable mix).
+        use_skip: False removes the encoder-to-decoder connection altogether (Table 4, "w/o CSFFM", second
+            reading): each decoder stage gets ``[f_de, 0]`` (:class:`~deblur.models.csffm.NoSkip`), the
+            encoder reaches the decoder only through the latent path. ``use_csffm`` is then ignored.
         csffm_init: initial theta (1/4 scale) and gamma (1/2 scale) of the CSFFMs (Eq. 3-4).
         norm: normalisation inside the FSMs: "batch" (the public code) or "none" (small-batch runs).
         fsm_conv_shortcut: every FSM gets a 1x1 conv shortcut with bias, also where C_in == C_out (public
@@ -294,6 +302,7 @@ class MSFSNet(nn.Module):
         reduction: int = 16,
         use_fsm: bool = True,
         use_csffm: bool = True,
+        use_skip: bool = True,
         csffm_init: tuple[float, float] = (-1.0, -0.6),
         norm: str = "batch",
         fsm_conv_shortcut: bool = False,
@@ -318,6 +327,7 @@ class MSFSNet(nn.Module):
         if not isinstance(out_kernel_size, int) or out_kernel_size < 1 or out_kernel_size % 2 == 0:
             raise ValueError(f"MSFSNet: out_kernel_size must be an odd integer >= 1, got {out_kernel_size!r}")
         self.use_fsm = use_fsm
+        self.use_skip = use_skip
         self.in_channels = in_channels
         self.shared_anchor_projection = shared_anchor_projection
         self.skip_first_encoder_blocks = skip_first_encoder_blocks
@@ -333,8 +343,11 @@ class MSFSNet(nn.Module):
         self.decoder_fsm_full = freq(wide, width, **fsm_args)
         self.decoder_fsm_half = freq(wide, width, **fsm_args)
         self.decoder_fsm_quarter = freq(width, width, **fsm_args)
-        if use_csffm:
-            self.fusion_half: nn.Module = CrossScaleFeatureFusion(gamma, concat_encoder_first)
+        if not use_skip:
+            self.fusion_half: nn.Module = NoSkip(concat_encoder_first)
+            self.fusion_quarter: nn.Module = NoSkip(concat_encoder_first)
+        elif use_csffm:
+            self.fusion_half = CrossScaleFeatureFusion(gamma, concat_encoder_first)
             self.fusion_quarter: nn.Module = CrossScaleFeatureFusion(theta, concat_encoder_first)
         else:
             self.fusion_half = SkipConcatenation(concat_encoder_first)
