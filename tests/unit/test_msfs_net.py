@@ -10,6 +10,7 @@ from torch import nn
 from deblur.models import MSFSNet
 from deblur.models.csffm import NoSkip
 from deblur.models.msfs_net import upgrade_state_dict
+from deblur.models.norm_stats import batchnorm_layers, use_batchnorm_stats
 
 TINY = dict(width=8, encoder_blocks=1, latent_blocks=1, decoder_blocks=1, reduction=4)
 #: key names and shapes of a state dict written before the named stages (tests/data)
@@ -222,7 +223,7 @@ def _output_with_noise_for_f_en(net: MSFSNet, x: torch.Tensor) -> torch.Tensor:
 def test_without_skip_the_decoder_never_uses_the_encoder_features(use_skip, use_csffm):
     torch.manual_seed(0)
     net = MSFSNet(**TINY, use_skip=use_skip, use_csffm=use_csffm).eval()
-    x = torch.rand(1, 3, 32, 32)
+    x = torch.rand(1, 3, 16, 16)
     grads = _skip_path_gradients(net, x)
     with torch.no_grad():
         changed = not torch.equal(net(x), _output_with_noise_for_f_en(net, x))
@@ -253,5 +254,64 @@ def test_no_skip_ablation_config_builds_the_no_skip_model(tmp_path):
 
     cfg = compose("train", ["ablation=msfs/no_skip", f"paths.output_dir={tmp_path}", "model.width=8"])
     assert (cfg.model.use_skip, cfg.model.use_csffm, cfg.ablation_name) == (False, False, "msfs/no_skip")
+    assert cfg.loss.reencode_batchnorm == "batch"
     assert isinstance(build_model(cfg.model).fusion_half, NoSkip)
 
+
+# ---------------------------------------------------------------- BatchNorm in the re-encoding pass
+def _running(net: MSFSNet) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.encoder.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def test_a_training_forward_records_the_encoder_batch_statistics():
+    net = MSFSNet(**TINY).train()
+    x = torch.rand(2, 3, 16, 16) * 3 + 1
+    _, feats = net(x, return_features=True)
+    assert set(feats.encoder_norm_stats) == set(batchnorm_layers(net.encoder))
+    assert len(feats.encoder_norm_stats) == 15  # 3 FSMs x 5 BatchNorms
+    # checked by hand on one BatchNorm's own input
+    seen = {}
+    bn = net.encoder.fsm_full.split.norm_high
+    handle = bn.register_forward_pre_hook(lambda _m, a: seen.setdefault("x", a[0].detach()))
+    _, feats = net(x, return_features=True)
+    handle.remove()
+    mean, var = feats.encoder_norm_stats["fsm_full.split.norm_high"]
+    assert torch.allclose(mean, seen["x"].mean((0, 2, 3)), atol=1e-6)
+    assert torch.allclose(var, seen["x"].var((0, 2, 3), unbiased=False), atol=1e-6)
+    # eval mode normalises with the running estimates: nothing to record
+    assert net.eval()(x, return_features=True)[1].encoder_norm_stats is None
+    assert MSFSNet(**TINY, norm="none")(x, return_features=True)[1].encoder_norm_stats is None
+
+
+def test_frozen_reencoding_uses_the_blurry_statistics_and_leaves_the_running_ones():
+    torch.manual_seed(0)
+    net = MSFSNet(**TINY).train()
+    x = torch.rand(2, 3, 16, 16)
+    pred, feats = net(x, return_features=True)
+    after_forward = _running(net)
+    # the blurry input again, with its own statistics: exactly the forward's encoder features
+    highs, lows = net.encode_frequencies(x, norm_stats=feats.encoder_norm_stats)
+    for ours, theirs in zip(highs + lows, feats.enc_high + feats.enc_low, strict=True):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+    net.encode_frequencies(pred.detach() * 2, norm_stats=feats.encoder_norm_stats)
+    for key, value in _running(net).items():
+        assert torch.equal(value, after_forward[key]), key  # running_mean/var, num_batches_tracked
+    assert all(bn.training for bn in batchnorm_layers(net.encoder).values())  # mode restored
+    # "batch": the re-encoding moves the running estimates
+    net.encode_frequencies(pred.detach() * 2)
+    moved = _running(net)
+    assert any(not torch.equal(moved[k], after_forward[k]) for k in moved if "running_mean" in k)
+    assert all(moved[k] == after_forward[k] + 1 for k in moved if k.endswith("num_batches_tracked"))
+
+
+def test_frozen_reencoding_passes_gradients_to_the_image_and_needs_every_layer():
+    net = MSFSNet(**TINY).train()
+    _, feats = net(torch.rand(2, 3, 16, 16), return_features=True)
+    image = torch.rand(2, 3, 16, 16, requires_grad=True)
+    highs, _ = net.encode_frequencies(image, norm_stats=feats.encoder_norm_stats)
+    highs[0].sum().backward()
+    assert image.grad.abs().sum() > 0 and net.encoder.fsm_full.split.norm_high.weight.grad is not None
+    stats = dict(feats.encoder_norm_stats)
+    stats.pop("fsm_half.fuse.norm_high")
+    with pytest.raises(ValueError, match="fsm_half.fuse.norm_high"), use_batchnorm_stats(net.encoder, stats):
+        pass

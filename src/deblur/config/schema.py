@@ -67,6 +67,9 @@ class MSFSLossConfig:
     detach_positive: bool = True
     detach_negative: bool = True
     eps: float = 1e-7
+    # BatchNorm in the re-encoding passes: batch (own batch statistics, running estimates updated) |
+    # frozen (the blurry pass's statistics, running estimates untouched); docs/models.md
+    reencode_batchnorm: str = "batch"
 
 
 @dataclass

@@ -52,6 +52,12 @@ from torch import nn
 
 from deblur.models.csffm import CrossScaleFeatureFusion, NoSkip, SkipConcatenation
 from deblur.models.fsm import FrequencyFeatures, FrequencySeparationModule, PlainConvModule
+from deblur.models.norm_stats import (
+    BatchNormStats,
+    batchnorm_layers,
+    record_batchnorm_stats,
+    use_batchnorm_stats,
+)
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.models.rcab import RCAB, ResidualBlock
 from deblur.models.upsample import PixelShuffleUpsample
@@ -63,11 +69,15 @@ class MSFSFeatures(NamedTuple):
     enc_high[k]: (N, C/2, H/2^k, W/2^k)        negatives of Eq. 5 (blurry input through the encoder)
     enc_low[k]:  (N, C/2, H/2^(k+1), W/2^(k+1)) low-frequency references of Eq. 6
     dec_high[k]: (N, C/2, H/2^k, W/2^k)        anchors of Eq. 5 (decoder FSMs, projected to C/2)
+    encoder_norm_stats: the batch statistics every encoder BatchNorm normalised the blurry input with
+        (training mode only; None in eval mode or without BatchNorm), for
+        ``encode_frequencies(image, norm_stats=...)``
     """
 
     enc_high: list[torch.Tensor]
     enc_low: list[torch.Tensor]
     dec_high: list[torch.Tensor]
+    encoder_norm_stats: BatchNormStats | None = None
 
 
 class AuxImages(NamedTuple):
@@ -367,11 +377,21 @@ class MSFSNet(nn.Module):
 
     upgrade_state_dict = staticmethod(upgrade_state_dict)
 
-    def encode_frequencies(self, image: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def encode_frequencies(
+        self, image: torch.Tensor, norm_stats: BatchNormStats | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Run the shared encoder on an image (the output or the target) and return its (Y^H, Y^L) per scale.
 
         Always through every encoder stage, also with ``skip_first_encoder_blocks`` (as the public code
         re-encodes its ground truth).
+
+        Args:
+            image: the image to re-encode.
+            norm_stats: None: the encoder's BatchNorm layers behave as the module's mode says (training:
+                this image's batch statistics, and the running estimates move). Given (the
+                ``encoder_norm_stats`` of a training forward's :class:`MSFSFeatures`): every encoder
+                BatchNorm normalises with the blurry input's statistics of that forward and the running
+                estimates stay as they are (``loss.reencode_batchnorm=frozen``).
 
         Shape: (N, 3, H, W) -> ([high_k (N, C/2, H/2^k, W/2^k)], [low_k (N, C/2, H/2^(k+1), W/2^(k+1))]),
         k = 0 (full), 1 (1/2), 2 (1/4).
@@ -381,8 +401,23 @@ class MSFSNet(nn.Module):
                 "MSFSNet.encode_frequencies needs FSMs; this network was built with use_fsm=False"
             )
         padded, _ = pad_to_multiple(image, self.multiple)
-        enc = self.encoder(padded)
+        if norm_stats is None:
+            enc = self.encoder(padded)
+        else:
+            with use_batchnorm_stats(self.encoder, norm_stats):
+                enc = self.encoder(padded)
         return list(enc.high), list(enc.low)
+
+    def _encode_input(
+        self, padded: torch.Tensor, record: bool
+    ) -> tuple[EncoderOutput, BatchNormStats | None]:
+        """The encoder on the blurry input; with ``record`` (and BatchNorm in training mode) also the batch
+        statistics each encoder BatchNorm used."""
+        if not (record and self.training and batchnorm_layers(self.encoder)):
+            return self.encoder(padded, skip_first_blocks=self.skip_first_encoder_blocks), None
+        with record_batchnorm_stats(self.encoder) as stats:
+            enc = self.encoder(padded, skip_first_blocks=self.skip_first_encoder_blocks)
+        return enc, stats
 
     def forward(
         self, x: torch.Tensor, return_features: bool = False, return_aux: bool = False
@@ -395,7 +430,7 @@ class MSFSNet(nn.Module):
                 "MSFSNet: return_aux=True needs the auxiliary heads (build with aux_outputs=True)"
             )
         padded, size = pad_to_multiple(x, self.multiple)
-        enc = self.encoder(padded, skip_first_blocks=self.skip_first_encoder_blocks)
+        enc, norm_stats = self._encode_input(padded, record=return_features and self.use_fsm)
         # 1/4 scale
         dec_quarter: FrequencyFeatures = self.decoder_fsm_quarter(self.latent(enc.latent))
         feat = self.decoder_quarter(self.fusion_quarter(enc.skip_quarter, dec_quarter.output))
@@ -410,7 +445,7 @@ class MSFSNet(nn.Module):
             return image
         result: list[Any] = [image]
         if return_features:
-            result.append(self._features(enc, dec_full, dec_half, dec_quarter))
+            result.append(self._features(enc, dec_full, dec_half, dec_quarter, norm_stats))
         if return_aux:
             result.append(self._aux_images(padded, size, dec_half.output, dec_quarter.output))
         return tuple(result)
@@ -421,6 +456,7 @@ class MSFSNet(nn.Module):
         dec_full: FrequencyFeatures,
         dec_half: FrequencyFeatures,
         dec_quarter: FrequencyFeatures,
+        norm_stats: BatchNormStats | None,
     ) -> MSFSFeatures | None:
         if not self.use_fsm:
             return None
@@ -429,7 +465,7 @@ class MSFSNet(nn.Module):
         else:
             project_full, project_half = self.anchor_projection_full, self.anchor_projection_half
         anchors = [project_full(dec_full.high), project_half(dec_half.high), dec_quarter.high]
-        return MSFSFeatures(list(enc.high), list(enc.low), anchors)
+        return MSFSFeatures(list(enc.high), list(enc.low), anchors, norm_stats)
 
     def _aux_images(
         self, padded: torch.Tensor, size: tuple[int, int], half: torch.Tensor, quarter: torch.Tensor
