@@ -104,3 +104,64 @@ def test_bad_options_fail():
         MSFSLoss(positive="sharp")
     with pytest.raises(ValueError, match="-1"):
         MSFSLoss(lambda_high=-1)
+    with pytest.raises(ValueError, match="loss.reencode_batchnorm"):
+        MSFSLoss(reencode_batchnorm="running")
+
+
+def test_per_scale_clm_parts_are_the_eq5_summands():
+    # scale k: L1(a, p) = 1, L1(a, n) = k + 2 -> 1 / (k + 2)
+    a, p = [torch.zeros(1, 1, 2, 2)] * 3, [torch.ones(1, 1, 2, 2)] * 3
+    n = [torch.full((1, 1, 2, 2), k + 2.0) for k in range(3)]
+    feats = MSFSFeatures(enc_high=n, enc_low=[torch.zeros(1)] * 3, dec_high=a)
+    loss = MSFSLoss(lambda_high=1.0, lambda_low=0.0, eps=0.0)
+    _, parts = loss(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), features=feats, encode=lambda im: (p, p))
+    per_scale = [parts[f"clm_{s}"].item() for s in ("full", "half", "quarter")]
+    assert per_scale == pytest.approx([1 / 2, 1 / 3, 1 / 4])
+    assert parts["clm"].item() == pytest.approx(1 / 2 + 1 / 3 + 1 / 4)
+
+
+def test_per_scale_clm_parts_sum_to_clm_on_a_real_network():
+    torch.manual_seed(0)
+    net = MSFSNet(width=8, encoder_blocks=1, latent_blocks=1, decoder_blocks=1, reduction=4)
+    x = torch.rand(2, 3, 16, 16)
+    pred, feats = net(x, return_features=True)
+    _, parts = MSFSLoss()(pred, torch.rand(2, 3, 16, 16), features=feats, encode=net.encode_frequencies)
+    scales = [parts["clm_full"], parts["clm_half"], parts["clm_quarter"]]
+    assert torch.allclose(sum(scales), parts["clm"])
+    # output = input: the positive is the negative, every ratio is 1 and L_high = 3 (docs/models.md)
+    net.conv_last.weight.data.zero_()
+    net.conv_last.bias.data.zero_()
+    pred, feats = net(x, return_features=True)
+    _, parts = MSFSLoss()(pred, x, features=feats, encode=net.encode_frequencies)
+    assert [parts[f"clm_{s}"].item() for s in ("full", "half", "quarter")] == pytest.approx([1.0] * 3)
+    assert parts["clm"].item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("mode", ["frozen", "batch"])
+def test_reencode_batchnorm_option_reaches_the_encoder(mode):
+    calls = []
+
+    def encode(image, **kwargs):
+        calls.append(kwargs)
+        return [image], [image]
+
+    stats = {"bn": (torch.zeros(2), torch.ones(2))}
+    feats = _features()._replace(encoder_norm_stats=stats)
+    loss = MSFSLoss(positive="target", reencode_batchnorm=mode)
+    loss(torch.rand(1, 2, 4, 4), torch.rand(1, 2, 4, 4), features=feats, encode=encode)
+    assert len(calls) == 2  # output (Eq. 6) and target (Eq. 5 positives)
+    assert all(c == ({"norm_stats": stats} if mode == "frozen" else {}) for c in calls)
+
+
+@pytest.mark.parametrize("mode", ["frozen", "batch"])
+def test_frozen_training_step_updates_the_running_statistics_once(mode):
+    torch.manual_seed(0)
+    net = MSFSNet(width=8, encoder_blocks=1, latent_blocks=1, decoder_blocks=1, reduction=4).train()
+    x = torch.rand(2, 3, 16, 16)
+    pred, feats = net(x, return_features=True)
+    after_forward = {k: v.clone() for k, v in net.encoder.state_dict().items() if "running_mean" in k}
+    total, _ = MSFSLoss(reencode_batchnorm=mode)(pred, x, features=feats, encode=net.encode_frequencies)
+    total.backward()
+    now = {k: v for k, v in net.encoder.state_dict().items() if "running_mean" in k}
+    unchanged = all(torch.equal(now[k], after_forward[k]) for k in now)
+    assert unchanged == (mode == "frozen")

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from deblur.models import MSFSNet
+from deblur.models.csffm import NoSkip
 from deblur.models.msfs_net import upgrade_state_dict
+from deblur.models.norm_stats import batchnorm_layers, use_batchnorm_stats
 
 TINY = dict(width=8, encoder_blocks=1, latent_blocks=1, decoder_blocks=1, reduction=4)
 #: key names and shapes of a state dict written before the named stages (tests/data)
@@ -21,9 +23,12 @@ def test_default_is_the_published_size():
     assert abs(params - 21_586_291) / 21_586_291 < 0.05, params
 
 
-@pytest.mark.parametrize("use_fsm, use_csffm", [(True, True), (False, True), (True, False)])
-def test_odd_sizes_come_back_at_the_same_size(use_fsm, use_csffm):
-    net = MSFSNet(**TINY, use_fsm=use_fsm, use_csffm=use_csffm)
+@pytest.mark.parametrize(
+    "use_fsm, use_csffm, use_skip",
+    [(True, True, True), (False, True, True), (True, False, True), (True, False, False)],
+)
+def test_odd_sizes_come_back_at_the_same_size(use_fsm, use_csffm, use_skip):
+    net = MSFSNet(**TINY, use_fsm=use_fsm, use_csffm=use_csffm, use_skip=use_skip)
     x = torch.rand(1, 3, 67, 101)
     assert net(x).shape == x.shape
 
@@ -180,3 +185,133 @@ def test_an_old_and_a_new_name_for_the_same_tensor_fail():
     state = {**net.state_dict(), "head.weight": torch.zeros_like(net.conv_last.weight)}
     with pytest.raises(ValueError, match="head.weight"):
         net.load_state_dict(state)
+
+
+# ---------------------------------------------------------------- "w/o CSFFM", second reading: no skip
+def _skip_path_gradients(net: MSFSNet, x: torch.Tensor) -> list[torch.Tensor | None]:
+    """d output / d f_en for the encoder feature each fusion receives, through the fusion alone: f_en is
+    replaced by a copy that nothing else uses, so the latent path (which also starts at f_en) is left out."""
+    copies: list[torch.Tensor] = []
+
+    def swap(_module, args):
+        copies.append(args[0].detach().clone().requires_grad_(True))
+        return (copies[-1], args[1])
+
+    fusions = ("fusion_quarter", "fusion_half")
+    handles = [net.get_submodule(n).register_forward_pre_hook(swap) for n in fusions]
+    out = net(x)
+    for handle in handles:
+        handle.remove()
+    return list(torch.autograd.grad(out.sum(), copies, allow_unused=True))
+
+
+def _output_with_noise_for_f_en(net: MSFSNet, x: torch.Tensor) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1)
+    hooks = [
+        net.get_submodule(n).register_forward_pre_hook(
+            lambda _m, args: (torch.randn(args[0].shape, generator=gen), args[1])
+        )
+        for n in ("fusion_quarter", "fusion_half")
+    ]
+    out = net(x)
+    for hook in hooks:
+        hook.remove()
+    return out
+
+
+@pytest.mark.parametrize("use_skip, use_csffm", [(False, False), (False, True), (True, True), (True, False)])
+def test_without_skip_the_decoder_never_uses_the_encoder_features(use_skip, use_csffm):
+    torch.manual_seed(0)
+    net = MSFSNet(**TINY, use_skip=use_skip, use_csffm=use_csffm).eval()
+    x = torch.rand(1, 3, 16, 16)
+    grads = _skip_path_gradients(net, x)
+    with torch.no_grad():
+        changed = not torch.equal(net(x), _output_with_noise_for_f_en(net, x))
+    if use_skip:  # CSFFM or plain concatenation: an encoder-to-decoder path at both scales
+        assert all(g is not None and g.abs().sum() > 0 for g in grads)
+        assert changed
+    else:  # only the latent path: f_en reaches the output through nothing else
+        assert all(g is None or g.abs().sum() == 0 for g in grads)
+        assert not changed
+        assert isinstance(net.fusion_half, NoSkip) and isinstance(net.fusion_quarter, NoSkip)
+
+
+def test_no_skip_keeps_the_decoder_layout_and_pads_with_zeros():
+    concat, no_skip = MSFSNet(**TINY, use_csffm=False), MSFSNet(**TINY, use_skip=False)
+    shapes = {k: v.shape for k, v in concat.state_dict().items()}
+    assert {k: v.shape for k, v in no_skip.state_dict().items()} == shapes  # same checkpoint layout
+    f_en, f_de = torch.rand(1, 4, 3, 3), torch.rand(1, 4, 3, 3)
+    assert torch.equal(NoSkip()(f_en, f_de), torch.cat([f_de, torch.zeros_like(f_de)], 1))
+    assert torch.equal(NoSkip(encoder_first=True)(f_en, f_de), torch.cat([torch.zeros_like(f_de), f_de], 1))
+    # the encoder still trains, through the latent path
+    no_skip(torch.rand(1, 3, 16, 16)).mean().backward()
+    assert no_skip.encoder.blocks_full[0].body[0].weight.grad.abs().sum() > 0
+
+
+def test_no_skip_ablation_config_builds_the_no_skip_model(tmp_path):
+    from deblur.config.compose import compose
+    from deblur.models.registry import build_model
+
+    cfg = compose("train", ["ablation=msfs/no_skip", f"paths.output_dir={tmp_path}", "model.width=8"])
+    assert (cfg.model.use_skip, cfg.model.use_csffm, cfg.ablation_name) == (False, False, "msfs/no_skip")
+    assert cfg.loss.reencode_batchnorm == "batch"
+    assert isinstance(build_model(cfg.model).fusion_half, NoSkip)
+
+
+# ---------------------------------------------------------------- BatchNorm in the re-encoding pass
+def _running(net: MSFSNet) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.encoder.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def test_a_training_forward_records_the_encoder_batch_statistics():
+    net = MSFSNet(**TINY).train()
+    x = torch.rand(2, 3, 16, 16) * 3 + 1
+    _, feats = net(x, return_features=True)
+    assert set(feats.encoder_norm_stats) == set(batchnorm_layers(net.encoder))
+    assert len(feats.encoder_norm_stats) == 15  # 3 FSMs x 5 BatchNorms
+    # checked by hand on one BatchNorm's own input
+    seen = {}
+    bn = net.encoder.fsm_full.split.norm_high
+    handle = bn.register_forward_pre_hook(lambda _m, a: seen.setdefault("x", a[0].detach()))
+    _, feats = net(x, return_features=True)
+    handle.remove()
+    mean, var = feats.encoder_norm_stats["fsm_full.split.norm_high"]
+    assert torch.allclose(mean, seen["x"].mean((0, 2, 3)), atol=1e-6)
+    assert torch.allclose(var, seen["x"].var((0, 2, 3), unbiased=False), atol=1e-6)
+    # eval mode normalises with the running estimates: nothing to record
+    assert net.eval()(x, return_features=True)[1].encoder_norm_stats is None
+    assert MSFSNet(**TINY, norm="none")(x, return_features=True)[1].encoder_norm_stats is None
+
+
+def test_frozen_reencoding_uses_the_blurry_statistics_and_leaves_the_running_ones():
+    torch.manual_seed(0)
+    net = MSFSNet(**TINY).train()
+    x = torch.rand(2, 3, 16, 16)
+    pred, feats = net(x, return_features=True)
+    after_forward = _running(net)
+    # the blurry input again, with its own statistics: exactly the forward's encoder features
+    highs, lows = net.encode_frequencies(x, norm_stats=feats.encoder_norm_stats)
+    for ours, theirs in zip(highs + lows, feats.enc_high + feats.enc_low, strict=True):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+    net.encode_frequencies(pred.detach() * 2, norm_stats=feats.encoder_norm_stats)
+    for key, value in _running(net).items():
+        assert torch.equal(value, after_forward[key]), key  # running_mean/var, num_batches_tracked
+    assert all(bn.training for bn in batchnorm_layers(net.encoder).values())  # mode restored
+    # "batch": the re-encoding moves the running estimates
+    net.encode_frequencies(pred.detach() * 2)
+    moved = _running(net)
+    assert any(not torch.equal(moved[k], after_forward[k]) for k in moved if "running_mean" in k)
+    assert all(moved[k] == after_forward[k] + 1 for k in moved if k.endswith("num_batches_tracked"))
+
+
+def test_frozen_reencoding_passes_gradients_to_the_image_and_needs_every_layer():
+    net = MSFSNet(**TINY).train()
+    _, feats = net(torch.rand(2, 3, 16, 16), return_features=True)
+    image = torch.rand(2, 3, 16, 16, requires_grad=True)
+    highs, _ = net.encode_frequencies(image, norm_stats=feats.encoder_norm_stats)
+    highs[0].sum().backward()
+    assert image.grad.abs().sum() > 0 and net.encoder.fsm_full.split.norm_high.weight.grad is not None
+    stats = dict(feats.encoder_norm_stats)
+    stats.pop("fsm_half.fuse.norm_high")
+    with pytest.raises(ValueError, match="fsm_half.fuse.norm_high"), use_batchnorm_stats(net.encoder, stats):
+        pass

@@ -31,6 +31,8 @@ class MSFSNetConfig:
     reduction: int = 16
     use_fsm: bool = True
     use_csffm: bool = True
+    # false: no encoder-to-decoder skip at all (ablation=msfs/no_skip; use_csffm is then ignored)
+    use_skip: bool = True
     csffm_init: list[float] = field(default_factory=lambda: [-1.0, -0.6])
     norm: str = "batch"
     # the public layout (model=msfs_public, docs/models.md); the defaults are our corrected one
@@ -69,6 +71,9 @@ class MSFSLossConfig:
     detach_positive: bool = True
     detach_negative: bool = True
     eps: float = 1e-7
+    # BatchNorm in the re-encoding passes: batch (own batch statistics, running estimates updated) |
+    # frozen (the blurry pass's statistics, running estimates untouched); docs/models.md
+    reencode_batchnorm: str = "batch"
 
 
 @dataclass

@@ -26,7 +26,9 @@ def _psnr() -> PeakSignalNoiseRatio:
 class RestorationModule(L.LightningModule):
     """blurry (N, 3, H, W) -> deblurred (N, 3, H, W); trains with the configured loss.
 
-    Logs ``train/loss`` and the loss parts (``train/l1``, ``train/clm``, ...), and per validation
+    Logs ``train/loss`` and every part the loss returns as ``train/<part>`` (MSFS-Net: ``train/l1``,
+    ``train/clm`` with its per-scale ratios ``train/clm_full`` / ``train/clm_half`` / ``train/clm_quarter``,
+    ``train/consistency``; docs/models.md, "Reading train/clm"), and per validation
     ``val/psnr``, ``val/ssim`` (network) and ``val/psnr_input``, ``val/ssim_input`` (the blurry input
     scored against the sharp image: the identity baseline).
     """

@@ -10,6 +10,10 @@ The decoder stage that follows up-samples ``out`` to the next, finer scale, whic
 cross-scale. Eq. 4 as printed mixes the full-scale f_en with f_de_1/2, which cannot be added without
 resizing; the authors' public code mixes features of the same scale, and so do we. Initial theta: -1 at
 1/4 scale, -0.6 at 1/2 scale (public code).
+
+Two ablations stand in for the module (Table 4, "w/o CSFFM"; docs/models.md explains both readings):
+:class:`SkipConcatenation` keeps the encoder skip but drops the mix (``use_csffm=False``), :class:`NoSkip`
+drops the encoder-to-decoder connection altogether (``use_skip=False``).
 """
 
 from __future__ import annotations
@@ -64,3 +68,23 @@ class SkipConcatenation(nn.Module):
 
     def forward(self, f_en: torch.Tensor, f_de: torch.Tensor) -> torch.Tensor:
         return torch.cat([f_en, f_de] if self.encoder_first else [f_de, f_en], dim=1)
+
+
+class NoSkip(nn.Module):
+    """The ``no_skip`` ablation (Table 4 "w/o CSFFM", second reading): no encoder-to-decoder connection.
+    The encoder feature is not used; the decoder feature is padded with zeros to the decoder stage's width,
+    (f_en, f_de) -> [f_de, 0] (``[0, f_de]`` with ``encoder_first=True``: zeros where f_en would go).
+
+    The zeros keep the decoder stage's layout (2C channels, the same parameters as with a skip) and make it
+    the same function as a stage whose first convolution and residual path see only f_de.
+
+    Shape: f_en, f_de (N, C, H, W) each -> (N, 2C, H, W).
+    """
+
+    def __init__(self, encoder_first: bool = False) -> None:
+        super().__init__()
+        self.encoder_first = encoder_first
+
+    def forward(self, f_en: torch.Tensor, f_de: torch.Tensor) -> torch.Tensor:
+        zeros = torch.zeros_like(f_de)
+        return torch.cat([zeros, f_de] if self.encoder_first else [f_de, zeros], dim=1)

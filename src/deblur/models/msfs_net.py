@@ -20,6 +20,10 @@ Wiring, top-down as in Fig. 3 (C = width; the module's attribute name on the rig
               FSM (2C -> C)                                               decoder_fsm_full
               conv (C -> 3) + blurry input (raw-image residual)           conv_last
 
+Ablations (Table 4): ``use_fsm=False`` puts a plain 3x3 conv + ReLU in every FSM's place; ``use_csffm=False``
+makes ``fusion_*`` a plain skip concatenation ``[f_de, f_en]``; ``use_skip=False`` makes them ``[f_de, 0]``,
+no encoder-to-decoder connection at all (the two readings of "w/o CSFFM", docs/models.md).
+
 Frequency features for the losses (Sec. 3.5-3.6): the encoder FSMs give the negatives (Y^H) and the
 low-frequency references (Y^L) at every scale; the decoder FSMs give the anchors (Y^H, projected by a 1x1
 conv to the encoder's C/2 channels where the decoder's is wider: ``anchor_projection_full`` /
@@ -46,8 +50,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deblur.models.csffm import CrossScaleFeatureFusion, SkipConcatenation
+from deblur.models.csffm import CrossScaleFeatureFusion, NoSkip, SkipConcatenation
 from deblur.models.fsm import FrequencyFeatures, FrequencySeparationModule, PlainConvModule
+from deblur.models.norm_stats import (
+    BatchNormStats,
+    batchnorm_layers,
+    record_batchnorm_stats,
+    use_batchnorm_stats,
+)
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.models.rcab import RCAB, ResidualBlock
 from deblur.models.upsample import PixelShuffleUpsample
@@ -59,11 +69,15 @@ class MSFSFeatures(NamedTuple):
     enc_high[k]: (N, C/2, H/2^k, W/2^k)        negatives of Eq. 5 (blurry input through the encoder)
     enc_low[k]:  (N, C/2, H/2^(k+1), W/2^(k+1)) low-frequency references of Eq. 6
     dec_high[k]: (N, C/2, H/2^k, W/2^k)        anchors of Eq. 5 (decoder FSMs, projected to C/2)
+    encoder_norm_stats: the batch statistics every encoder BatchNorm normalised the blurry input with
+        (training mode only; None in eval mode or without BatchNorm), for
+        ``encode_frequencies(image, norm_stats=...)``
     """
 
     enc_high: list[torch.Tensor]
     enc_low: list[torch.Tensor]
     dec_high: list[torch.Tensor]
+    encoder_norm_stats: BatchNormStats | None = None
 
 
 class AuxImages(NamedTuple):
@@ -254,7 +268,11 @@ class MSFSNet(nn.Module):
         encoder_blocks: residual blocks per encoder stage (n). latent_blocks: latent RCABs (m).
         decoder_blocks: RCABs per decoder stage (d). reduction: RCAB channel-attention reduction.
         use_fsm: False replaces every FSM with a 3x3 conv + ReLU (Table 4, "w/o FSM").
-        use_csffm: False replaces each CSFFM by a plain skip concatenation (Table 4, "w/o CSFFM").
+        use_csffm: False replaces each CSFFM by a plain skip concatenation (Table 4, "w/o CSFFM", first
+            reading: the same two features, without the learnable mix).
+        use_skip: False removes the encoder-to-decoder connection altogether (Table 4, "w/o CSFFM", second
+            reading): each decoder stage gets ``[f_de, 0]`` (:class:`~deblur.models.csffm.NoSkip`), the
+            encoder reaches the decoder only through the latent path. ``use_csffm`` is then ignored.
         csffm_init: initial theta (1/4 scale) and gamma (1/2 scale) of the CSFFMs (Eq. 3-4).
         norm: normalisation inside the FSMs: "batch" (the public code) or "none" (small-batch runs).
         fsm_conv_shortcut: every FSM gets a 1x1 conv shortcut with bias, also where C_in == C_out (public
@@ -294,6 +312,7 @@ class MSFSNet(nn.Module):
         reduction: int = 16,
         use_fsm: bool = True,
         use_csffm: bool = True,
+        use_skip: bool = True,
         csffm_init: tuple[float, float] = (-1.0, -0.6),
         norm: str = "batch",
         fsm_conv_shortcut: bool = False,
@@ -318,6 +337,7 @@ class MSFSNet(nn.Module):
         if not isinstance(out_kernel_size, int) or out_kernel_size < 1 or out_kernel_size % 2 == 0:
             raise ValueError(f"MSFSNet: out_kernel_size must be an odd integer >= 1, got {out_kernel_size!r}")
         self.use_fsm = use_fsm
+        self.use_skip = use_skip
         self.in_channels = in_channels
         self.shared_anchor_projection = shared_anchor_projection
         self.skip_first_encoder_blocks = skip_first_encoder_blocks
@@ -333,8 +353,11 @@ class MSFSNet(nn.Module):
         self.decoder_fsm_full = freq(wide, width, **fsm_args)
         self.decoder_fsm_half = freq(wide, width, **fsm_args)
         self.decoder_fsm_quarter = freq(width, width, **fsm_args)
-        if use_csffm:
-            self.fusion_half: nn.Module = CrossScaleFeatureFusion(gamma, concat_encoder_first)
+        if not use_skip:
+            self.fusion_half: nn.Module = NoSkip(concat_encoder_first)
+            self.fusion_quarter: nn.Module = NoSkip(concat_encoder_first)
+        elif use_csffm:
+            self.fusion_half = CrossScaleFeatureFusion(gamma, concat_encoder_first)
             self.fusion_quarter: nn.Module = CrossScaleFeatureFusion(theta, concat_encoder_first)
         else:
             self.fusion_half = SkipConcatenation(concat_encoder_first)
@@ -354,11 +377,21 @@ class MSFSNet(nn.Module):
 
     upgrade_state_dict = staticmethod(upgrade_state_dict)
 
-    def encode_frequencies(self, image: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def encode_frequencies(
+        self, image: torch.Tensor, norm_stats: BatchNormStats | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Run the shared encoder on an image (the output or the target) and return its (Y^H, Y^L) per scale.
 
         Always through every encoder stage, also with ``skip_first_encoder_blocks`` (as the public code
         re-encodes its ground truth).
+
+        Args:
+            image: the image to re-encode.
+            norm_stats: None: the encoder's BatchNorm layers behave as the module's mode says (training:
+                this image's batch statistics, and the running estimates move). Given (the
+                ``encoder_norm_stats`` of a training forward's :class:`MSFSFeatures`): every encoder
+                BatchNorm normalises with the blurry input's statistics of that forward and the running
+                estimates stay as they are (``loss.reencode_batchnorm=frozen``).
 
         Shape: (N, 3, H, W) -> ([high_k (N, C/2, H/2^k, W/2^k)], [low_k (N, C/2, H/2^(k+1), W/2^(k+1))]),
         k = 0 (full), 1 (1/2), 2 (1/4).
@@ -368,8 +401,23 @@ class MSFSNet(nn.Module):
                 "MSFSNet.encode_frequencies needs FSMs; this network was built with use_fsm=False"
             )
         padded, _ = pad_to_multiple(image, self.multiple)
-        enc = self.encoder(padded)
+        if norm_stats is None:
+            enc = self.encoder(padded)
+        else:
+            with use_batchnorm_stats(self.encoder, norm_stats):
+                enc = self.encoder(padded)
         return list(enc.high), list(enc.low)
+
+    def _encode_input(
+        self, padded: torch.Tensor, record: bool
+    ) -> tuple[EncoderOutput, BatchNormStats | None]:
+        """The encoder on the blurry input; with ``record`` (and BatchNorm in training mode) also the batch
+        statistics each encoder BatchNorm used."""
+        if not (record and self.training and batchnorm_layers(self.encoder)):
+            return self.encoder(padded, skip_first_blocks=self.skip_first_encoder_blocks), None
+        with record_batchnorm_stats(self.encoder) as stats:
+            enc = self.encoder(padded, skip_first_blocks=self.skip_first_encoder_blocks)
+        return enc, stats
 
     def forward(
         self, x: torch.Tensor, return_features: bool = False, return_aux: bool = False
@@ -382,7 +430,7 @@ class MSFSNet(nn.Module):
                 "MSFSNet: return_aux=True needs the auxiliary heads (build with aux_outputs=True)"
             )
         padded, size = pad_to_multiple(x, self.multiple)
-        enc = self.encoder(padded, skip_first_blocks=self.skip_first_encoder_blocks)
+        enc, norm_stats = self._encode_input(padded, record=return_features and self.use_fsm)
         # 1/4 scale
         dec_quarter: FrequencyFeatures = self.decoder_fsm_quarter(self.latent(enc.latent))
         feat = self.decoder_quarter(self.fusion_quarter(enc.skip_quarter, dec_quarter.output))
@@ -397,7 +445,7 @@ class MSFSNet(nn.Module):
             return image
         result: list[Any] = [image]
         if return_features:
-            result.append(self._features(enc, dec_full, dec_half, dec_quarter))
+            result.append(self._features(enc, dec_full, dec_half, dec_quarter, norm_stats))
         if return_aux:
             result.append(self._aux_images(padded, size, dec_half.output, dec_quarter.output))
         return tuple(result)
@@ -408,6 +456,7 @@ class MSFSNet(nn.Module):
         dec_full: FrequencyFeatures,
         dec_half: FrequencyFeatures,
         dec_quarter: FrequencyFeatures,
+        norm_stats: BatchNormStats | None,
     ) -> MSFSFeatures | None:
         if not self.use_fsm:
             return None
@@ -416,7 +465,7 @@ class MSFSNet(nn.Module):
         else:
             project_full, project_half = self.anchor_projection_full, self.anchor_projection_half
         anchors = [project_full(dec_full.high), project_half(dec_half.high), dec_quarter.high]
-        return MSFSFeatures(list(enc.high), list(enc.low), anchors)
+        return MSFSFeatures(list(enc.high), list(enc.low), anchors, norm_stats)
 
     def _aux_images(
         self, padded: torch.Tensor, size: tuple[int, int], half: torch.Tensor, quarter: torch.Tensor
