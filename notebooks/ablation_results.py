@@ -15,7 +15,7 @@
 #
 # Reads the `metrics.json` that `deblur-train` writes into every run folder of a sweep, e.g.
 #
-#     deblur-train -m ablation=msfs/full,msfs/no_fsm,msfs/no_csffm,msfs/no_clm,msfs/no_consistency
+#     deblur-train -m ablation=msfs/full,msfs/no_fsm,msfs/no_skip,msfs/no_clm,msfs/no_consistency
 #     deblur-train -m ablation=fddn/full,fddn/no_distillation,fddn/no_fsb,fddn/no_fdb
 #
 # and builds tables in the papers' layout: a ✓/✗ column per component, then PSNR and SSIM (and the

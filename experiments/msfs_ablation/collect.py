@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _collect import collect_ablation  # noqa: E402
 
-from deblur.analysis.tables import MSFS_TABLE4, msfs_components  # noqa: E402
+from deblur.analysis.tables import MSFS_TABLE4, msfs_components, msfs_variant  # noqa: E402
 
 TITLE = "MSFS-Net ablations (Table 4 form)"
 #: which ablation the paper's "w/o CSFFM" row is compared with
@@ -43,25 +42,6 @@ NOTES = {
 }
 
 
-def components(config: dict[str, Any]) -> dict[str, bool]:
-    """Table 4 columns; CSFFM is off both without the mix (use_csffm) and without any skip (use_skip)."""
-    cols = msfs_components(config)
-    cols["CSFFM"] = cols["CSFFM"] and bool(config.get("model", {}).get("use_skip", True))
-    return cols
-
-
-def variant(config: dict[str, Any]) -> str:
-    """The row of a run, from its components: ``msfs/full``, ``msfs/no_fsm``, ``msfs/no_skip``,
-    ``msfs/no_csffm``, ``msfs/no_clm``, ... (``+``-joined when several are off)."""
-    c = components(config)
-    if not c["FSM"]:
-        return "msfs/no_fsm"
-    no_skip = not bool(config.get("model", {}).get("use_skip", True))
-    names = {"CSFFM": "no_skip" if no_skip else "no_csffm", "CLM": "no_clm", "Consistency": "no_consistency"}
-    off = [names[name] for name in ("CSFFM", "CLM", "Consistency") if not c[name]]
-    return "msfs/full" if not off else "msfs/" + "+".join(off)
-
-
 def paper_numbers(reading: str = "skip") -> dict[str, tuple[float, float]]:
     """Table 4's numbers keyed by our row names, the "w/o CSFFM" row under the chosen reading's name."""
     if reading not in READINGS:
@@ -74,7 +54,7 @@ def paper_numbers(reading: str = "skip") -> dict[str, tuple[float, float]]:
 def collect(sweep_dirs: list[Path], out: Path | None = None, csffm_reading: str = "skip") -> Path:
     paper = paper_numbers(csffm_reading)
     return collect_ablation(
-        sweep_dirs, "msfs", components, variant, paper, TITLE, out, note=NOTES[csffm_reading]
+        sweep_dirs, "msfs", msfs_components, msfs_variant, paper, TITLE, out, note=NOTES[csffm_reading]
     )
 
 

@@ -50,12 +50,13 @@ def load_runs(folders: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 
 def msfs_components(config: dict[str, Any]) -> dict[str, bool]:
-    """Table 4 columns. Without FSM there are no frequency parts, so CLM and consistency are off too."""
+    """Table 4 columns. Without FSM there are no frequency parts, so CLM and consistency are off too;
+    CSFFM is off both without the mix (``use_csffm``) and without any skip (``use_skip``)."""
     model, loss = config.get("model", {}), config.get("loss", {})
     fsm = bool(model.get("use_fsm", True))
     return {
         "FSM": fsm,
-        "CSFFM": bool(model.get("use_csffm", True)),
+        "CSFFM": bool(model.get("use_csffm", True)) and bool(model.get("use_skip", True)),
         "CLM": fsm and float(loss.get("lambda_high", 0.0)) > 0,
         "Consistency": fsm and float(loss.get("lambda_low", 0.0)) > 0,
     }
@@ -77,13 +78,15 @@ def fddn_components(config: dict[str, Any]) -> dict[str, bool | None]:
 
 def msfs_variant(config: dict[str, Any]) -> str:
     """The Table 4 row of a run, from its components (``ablation_name`` can be stale: an ``experiment``
-    sets it after the ``ablation`` group)."""
+    sets it after the ``ablation`` group): ``msfs/full``, ``msfs/no_fsm``, ``msfs/no_skip`` (no skip at all),
+    ``msfs/no_csffm`` (a plain skip), ``msfs/no_clm``, ... (``+``-joined when several are off)."""
     c = msfs_components(config)
     if not c["FSM"]:
         return "msfs/no_fsm"
-    off = [name for name in ("CSFFM", "CLM", "Consistency") if not c[name]]
-    names = {"CSFFM": "no_csffm", "CLM": "no_clm", "Consistency": "no_consistency"}
-    return "msfs/full" if not off else "msfs/" + "+".join(names[n] for n in off)
+    no_skip = not bool(config.get("model", {}).get("use_skip", True))
+    names = {"CSFFM": "no_skip" if no_skip else "no_csffm", "CLM": "no_clm", "Consistency": "no_consistency"}
+    off = [names[name] for name in ("CSFFM", "CLM", "Consistency") if not c[name]]
+    return "msfs/full" if not off else "msfs/" + "+".join(off)
 
 
 def fddn_variant(config: dict[str, Any]) -> str:
