@@ -55,7 +55,7 @@ def _table_rows(text: str) -> list[list[str]]:
 def test_msfs_ablation_study_multirun_collects_table4_and_resumes_only_unfinished_jobs(tmp_path):
     ablations = "ablation=msfs/full,msfs/no_clm"
     _multirun(tmp_path, "msfs_ablation", ablations, *DEBUG, *TINY_TRAIN)
-    sweep = tmp_path / "logs" / "train" / "multiruns" / "msfs_ablation"  # fixed by study=
+    sweep = tmp_path / "logs" / "debug" / "multiruns" / "msfs_ablation"  # fixed by study=
     jobs = sorted(sweep.rglob("metrics.json"))
     assert len(jobs) == 2
     results = _collector("msfs_ablation").collect([sweep])
@@ -77,7 +77,7 @@ def test_msfs_ablation_study_multirun_collects_table4_and_resumes_only_unfinishe
 @pytest.mark.slow
 def test_fddn_ablation_study_multirun_collects_table5(tmp_path):
     _multirun(tmp_path, "fddn_ablation", "ablation=fddn/full,fddn/no_fsb", *DEBUG, *FDDN_TINY)
-    sweep = tmp_path / "logs" / "train" / "multiruns" / "fddn_ablation"
+    sweep = tmp_path / "logs" / "debug" / "multiruns" / "fddn_ablation"
     results = _collector("fddn_ablation").collect([sweep])
     text = results.read_text()
     rows = _table_rows(text)
