@@ -239,6 +239,9 @@ def _max_time_used_up(cfg: DictConfig, ckpt: str, info: dict[str, Any]) -> str |
     limit, used = _time_left(cfg, info)
     if limit is None or used is None or used < limit:
         return None
+    max_steps = cfg.trainer.get("max_steps")
+    if isinstance(max_steps, int) and 0 < max_steps <= info["step"]:
+        return None  # all steps done (e.g. stopped during its final validation): nothing to train
     suggestion = _clock(2 * max(limit, used))
     return (
         f"{ckpt} (step {info['step']}) has trained for {_clock(used)}, all of trainer.max_time="
@@ -269,14 +272,16 @@ def _continue_after_max_time(cfg: DictConfig, stored: dict[str, Any], output_dir
     if stopped_by not in (None, *COMPLETE):
         where = f"stopped by {stopped_by} at step {stored.get('steps')} of {stored.get('planned_steps')}"
         last = output_dir / "checkpoints" / "last.ckpt"
-        if stopped_by == "max_time" and last.exists():
+        if stopped_by != "max_time":
+            say(f"resume=true: {done} {where}; skipping (kept as it is)")
+        elif not last.exists():
+            say(f"resume=true: {done} {where}; skipping: no {last} to continue from")
+        else:
             used_up = _max_time_used_up(cfg, str(last), checkpoint_info(last))
             if used_up is None:
                 say(f"resume=true: {done} {where}; continuing with trainer.max_time={cfg.trainer.max_time}")
                 return True
             say(f"resume=true: {done} {where}; skipping: {used_up}")
-            return False
-        say(f"resume=true: {done} {where}; skipping (its checkpoint cannot continue it)")
         return False
     say(f"resume=true: {done} exists, job already finished; skipping")
     return False
@@ -438,23 +443,26 @@ def unwrap_worker_error(err: BaseException) -> BaseException:
     """A user error raised in a DataLoader worker, as its own one message.
 
     PyTorch re-raises a worker's exception as ``Caught <Type> in DataLoader worker process N.`` followed by
-    the worker's whole traceback. For a :class:`UserError` (e.g. a ``DatasetError`` naming a corrupt file)
-    or a ``ValueError`` raised by the suite's own code, the original message is returned as an error of
-    the same kind; anything else is returned unchanged (a bug keeps its traceback).
+    the worker's whole traceback. For a user error (:func:`deblur.errors.is_user_error`: a
+    :class:`UserError` such as a ``DatasetError`` naming a corrupt file, a missing file, or a ``ValueError``
+    raised by the suite's own code) the original message is returned as an error of the same kind;
+    anything else is returned unchanged (a bug keeps its traceback).
     """
     text = str(err)
-    if not (isinstance(err, ValueError) and text.startswith("Caught ") and "Original Traceback" in text):
+    if not (text.startswith("Caught ") and "Original Traceback" in text):
         return err
     name = re.escape(type(err).__name__)
     matches = list(re.finditer(rf"^(?:[\w.]+\.)?{name}: ", text, flags=re.MULTILINE))
     if not matches:
         return err
     message = text[matches[-1].end() :].rstrip()
-    if isinstance(err, UserError):
+    if isinstance(err, UserError | FileNotFoundError | NotADirectoryError | PermissionError):
         try:
             return type(err)(message)
         except Exception:  # noqa: BLE001 - an exception class with another signature
             return UserError(message)
+    if not isinstance(err, ValueError):
+        return err
     frames = re.findall(r'^\s*File "([^"]+)"', text[: matches[-1].start()], flags=re.MULTILINE)
     package = Path(__file__).resolve().parent
     if frames and Path(frames[-1]).resolve().is_relative_to(package):
@@ -660,8 +668,10 @@ def sweep_table(sweep_dir: str | Path) -> str | None:
 
 
 def _study_collector(name: str) -> Any:
-    """``experiments/<name>/collect.py`` as a module (a source checkout), or None."""
+    """``experiments/<name>/collect.py`` as a module when it collects training sweeps (its
+    ``collect(sweep_dirs, ...)`` reads the jobs' metrics.json; a source checkout only), else None."""
     import importlib.util
+    import inspect
 
     from deblur.paths import REPO_ROOT
 
@@ -671,13 +681,17 @@ def _study_collector(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(f"deblur_collect_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module if hasattr(module, "collect") else None
+    collect = getattr(module, "collect", None)
+    if collect is None or next(iter(inspect.signature(collect).parameters), None) != "sweep_dirs":
+        return None  # e.g. cross_dataset's collector reads deblur-eval's results.json
+    return module
 
 
 class SweepSummary(HydraCallback):
     """Hydra callback (``conf/train.yaml``, ``hydra.callbacks``): when a ``deblur-train`` multirun ends,
-    print its study's table (the collector ``experiments/<study>/collect.py``, which also writes
-    ``results.md``) and, for every sweep, the jobs' table, written to ``<sweep dir>/jobs.md``."""
+    print its study's table (the collector ``experiments/<study>/collect.py`` of a sweep folder named after
+    the study, e.g. ``study=msfs_ablation``; it also writes ``results.md``) and, for every sweep, the jobs'
+    table, written to ``<sweep dir>/jobs.md``."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))

@@ -298,16 +298,22 @@ def test_job_folder_names_are_flat_and_the_sweep_prints_its_table(compose_train,
     cfg.hydra.job.num, cfg.hydra.job.override_dirname = 3, "ablation=msfs/full"
     assert cfg.hydra.sweep.subdir == "3_ablation=msfs-full"
 
-    sweep = tmp_path / "my_study"
-    for job, psnr in (("0_ablation=msfs-full", 25.0), ("1_ablation=msfs-no_clm", 24.5)):
+    sweep = tmp_path / "msfs_ablation"  # study=msfs_ablation: its collector writes Table 4 too
+    for job, psnr, lambda_high in (
+        ("0_ablation=msfs-full", 25.0, 0.005),
+        ("1_ablation=msfs-no_clm", 24.5, 0.0),
+    ):
         (sweep / job).mkdir(parents=True)
-        metrics = {"val/psnr": psnr, "val/ssim": 0.8, "val/psnr_gain": 1.0, "steps": 6, "planned_steps": 6,
-                   "stopped_by": "max_steps"}  # fmt: skip
+        config = {"model": {"name": "msfs"}, "loss": {"lambda_high": lambda_high, "lambda_low": 0.005}}
+        metrics = {"val/psnr": psnr, "val/ssim": 0.8, "val/psnr_input": 24.0, "val/ssim_input": 0.7,
+                   "val/psnr_gain": psnr - 24.0, "model": "msfs", "parameters": 1000, "size_mb": 0.004,
+                   "steps": 6, "planned_steps": 6, "stopped_by": "max_steps", "config": config}  # fmt: skip
         (sweep / job / "metrics.json").write_text(json.dumps(metrics))
     SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     table = (sweep / "jobs.md").read_text()
     assert "| 0_ablation=msfs-full | 25.00 | 0.8000 | +1.00 | 6 / 6 | max_steps |" in table
-    assert table in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert table in out and "| msfs/no_clm |" in out and (sweep / "results.md").exists()
 
 
 @pytest.mark.slow

@@ -160,10 +160,11 @@ def nonfinite_state(trainer: L.Trainer, pl_module: L.LightningModule) -> str | N
     Under DDP every rank checks and the ranks agree (a rank-local NaN loss counts for all) when the ranks
     are saving together."""
     problem = None
-    for name, tensor in pl_module.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            problem = f"weight {name} is not finite"
-            break
+    state = {k: t for k, t in pl_module.state_dict().items() if t.is_floating_point()}
+    finite = [torch.isfinite(t).all() for t in state.values()]
+    if finite and not bool(torch.stack(finite).all()):  # one device sync for the whole state
+        name = next(k for k, ok in zip(state, finite, strict=True) if not bool(ok))
+        problem = f"weight {name} is not finite"
     if problem is None:
         for key in ("train/loss", "val/psnr"):
             value = trainer.callback_metrics.get(key)
