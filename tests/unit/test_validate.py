@@ -105,12 +105,16 @@ def test_corrupt_file_is_named(tmp_path):
     assert str(bad) in str(err.value)
 
 
-def test_only_headers_are_read_and_damaged_pixels_fail_at_load(tmp_path):
+def test_truncated_files_fail_at_setup_and_damaged_pixels_at_load(tmp_path):
     root = make_gopro(tmp_path / "GOPRO_Large")
     damaged = root / "test" / "GOPR0384_11_00" / "blur" / "000001.png"
-    damaged.write_bytes(damaged.read_bytes()[:60])  # header intact, pixel data cut
+    original = damaged.read_bytes()
+    damaged.write_bytes(original[:60])  # header intact, the rest cut: an interrupted copy
     assert image_size(damaged) == (H, W)
-    ds = _val("gopro", root)  # passes the (header-only) check
+    with pytest.raises(DatasetError, match="truncated image file .*000001.png"):
+        _val("gopro", root)  # the check reads the header and the file's end
+    damaged.write_bytes(original[:60] + b"\0" * 40 + original[-12:])  # pixel data broken, ending intact
+    ds = _val("gopro", root)  # passes the (header and ending) check
     with pytest.raises(DatasetError, match="000001.png"):
         ds[0]
 

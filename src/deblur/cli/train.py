@@ -4,7 +4,8 @@
     deblur-train model=msfs ablation=msfs/no_csffm  # any Table 4 row
     deblur-train -m ablation=msfs/full,msfs/no_fsm  # a sweep
 
-The work is :func:`deblur.training.train`.
+The work is :func:`deblur.training.train`. A user error (a bad config value, a missing dataset, a bad
+pair, no checkpoint to resume ...) is one message on stderr and exit code 2; a bug keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from deblur.cli.common import user_errors
 from deblur.config import register_configs
 from deblur.config.choices import check_group_choices
 from deblur.paths import CONF_DIR
@@ -22,10 +24,16 @@ from deblur.training import train
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def _hydra_main(cfg: DictConfig) -> float:
+@user_errors("deblur-train")
+def _train_job(cfg: DictConfig) -> float:
     # returns val/psnr so sweepers (Optuna) can optimise it
     return train(cfg)["val/psnr"]
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float:
+    # the decorator stays outside Hydra's: Hydra names the job (train.log) after this function's file
+    return _train_job(cfg)
 
 
 def main() -> None:
@@ -33,7 +41,8 @@ def main() -> None:
     try:
         check_group_choices(sys.argv[1:], CONF_DIR)
     except ValueError as err:
-        sys.exit(f"deblur-train: {err}")
+        print(f"deblur-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
     _hydra_main()
 
 

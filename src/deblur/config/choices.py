@@ -1,40 +1,93 @@
-"""Check config-group choices on the command line before Hydra composes.
+"""Command-line overrides before Hydra composes: group choices, and flat job folder names.
 
-Hydra lists the available options for an unknown choice of a flat group (``model=foo``) but not for a
-nested one (``ablation=msfs/foo``). This check lists them for every group under ``conf/``.
+* :func:`check_group_choices`: Hydra lists the available options for an unknown choice of a flat group
+  (``model=foo``), among them the schema nodes of the ConfigStore (``fddn_schema``, which are no choice
+  for a user), and none for a nested one (``ablation=msfs/foo``). This check runs first and lists the
+  options of every group under ``conf/``, schema nodes left out.
+* :func:`flat_name` (the ``${deblur.flat:...}`` resolver, registered by :func:`register_resolvers`): a
+  sweep's job folder named after its overrides stays one folder (``ablation=msfs/full`` ->
+  ``ablation=msfs-full``), and short enough for any file system.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 _OVERRIDE = re.compile(r"^(?P<prefix>[+~]{0,2})(?P<group>[A-Za-z_][\w/]*)=(?P<value>.*)$")
+_CHOICE_SWEEP = re.compile(r"^choice\((?P<items>.*)\)$")
+#: ConfigStore nodes that type a group's options; never an option themselves
+SCHEMA_SUFFIX = "_schema"
+#: longest job folder name :func:`flat_name` returns (file systems allow 255 bytes)
+MAX_NAME = 120
 
 
 def group_options(conf_dir: Path, group: str) -> list[str]:
-    """All options of config group ``group`` (``msfs/full`` style for nested folders), sorted."""
+    """All options of config group ``group`` (``msfs/full`` style for nested folders), sorted; schema
+    nodes (``*_schema``) are left out."""
     root = conf_dir / group
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    options = (str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    return sorted(o for o in options if not o.endswith(SCHEMA_SUFFIX))
+
+
+def _choices(value: str) -> list[str] | None:
+    """The choices of an override value: ``a``, ``a,b`` or ``choice(a, b)``; None for other sweep
+    functions (``glob(...)``, ``range(...)``) and interpolations, which Hydra resolves."""
+    match = _CHOICE_SWEEP.match(value.strip())
+    if match:
+        value = match["items"]
+    elif "(" in value or "$" in value:
+        return None
+    return [item.strip().strip("'\"") for item in value.split(",")]
 
 
 def check_group_choices(overrides: Iterable[str], conf_dir: Path) -> None:
     """Raise ValueError naming the group and listing its options for any unknown choice.
 
-    Handles ``group=a`` and multirun lists ``group=a,b``; leaves sweeps with functions (``choice(...)``),
-    ``null`` and non-group keys (``model.width=8``) to Hydra.
+    Handles ``group=a``, multirun lists ``group=a,b`` and ``group=choice(a,b)``; leaves other sweep
+    functions (``glob(...)``), ``null`` and non-group keys (``model.width=8``) to Hydra.
     """
     for override in overrides:
         match = _OVERRIDE.match(override)
         if not match or match["prefix"] == "~":
             continue
         group, value = match["group"], match["value"]
-        if not (conf_dir / group).is_dir() or "(" in value or value in ("null", ""):
+        if not (conf_dir / group).is_dir() or value in ("null", ""):
+            continue
+        choices = _choices(value)
+        if choices is None:
             continue
         options = group_options(conf_dir, group)
-        for choice in value.split(","):
+        for choice in choices:
             if choice not in options:
                 raise ValueError(
                     f"{group}={choice!r} is not an option of '{group}'; options: {', '.join(options)}"
                 )
+
+
+def flat_name(text: str | None) -> str:
+    """A one-folder name for ``text`` (a sweep job's ``override_dirname``): path separators become ``-``,
+    a leading dot is dropped, and a name longer than :data:`MAX_NAME` characters is cut and ended by a
+    hash of the whole text (still unique, still readable).
+
+    Examples:
+        >>> flat_name("ablation=msfs/full,seed=1")
+        'ablation=msfs-full,seed=1'
+        >>> len(flat_name("x" * 500)) == MAX_NAME
+        True
+    """
+    name = re.sub(r"[/\\]+", "-", str(text or "")).lstrip(".")
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[: MAX_NAME - len(digest) - 1]}~{digest}"
+    return name
+
+
+def register_resolvers() -> None:
+    """Register ``${deblur.flat:...}`` (:func:`flat_name`) with OmegaConf; idempotent."""
+    if not OmegaConf.has_resolver("deblur.flat"):
+        OmegaConf.register_new_resolver("deblur.flat", flat_name)

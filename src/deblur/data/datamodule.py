@@ -1,5 +1,8 @@
 """The LightningDataModule: builds the configured dataset (``cfg.data``) and training augmentation
-(``cfg.augment``) and serves loaders. Datasets follow :mod:`deblur.data.base`."""
+(``cfg.augment``) and serves loaders. Datasets follow :mod:`deblur.data.base`.
+
+A training set too small for one full batch (the last incomplete batch is dropped) is refused at setup:
+such a run would train 0 steps and still end "successfully"."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from deblur.data.base import PairTransform
 from deblur.data.datasets import DATASET_BUILDERS
 from deblur.data.samplers import EpochShuffleSampler, UnpaddedDistributedSampler
+from deblur.data.validate import DatasetError
 
 
 def _synthetic(cfg: dict[str, Any], split: str, transform: PairTransform | None) -> Dataset:
@@ -59,9 +63,36 @@ class DeblurDataModule(L.LightningDataModule):
         if stage in (None, "fit") and self.train_set is None:
             from deblur.data.augment import make_pipeline
 
-            self.train_set = build(self.cfg, "train", make_pipeline(self.augment_cfg))
+            train_set = build(self.cfg, "train", make_pipeline(self.augment_cfg))
+            self._check_one_batch(train_set)
+            self.train_set = train_set
         if stage in (None, "fit", "validate") and self.val_set is None:
             self.val_set = build(self.cfg, "val", None)
+
+    def _check_one_batch(self, dataset: Dataset) -> None:
+        """Raise :class:`DatasetError` naming the pair count and ``data.batch_size`` when ``dataset`` fills
+        no full training batch on each rank."""
+        trainer = getattr(self, "trainer", None)
+        ranks = max(trainer.world_size, 1) if trainer is not None else 1
+        batch = int(self.cfg["batch_size"])
+        samples = len(dataset)
+        if samples // ranks // batch > 0:
+            return
+        pairs = getattr(dataset, "pairs", None)
+        repeats = int(getattr(dataset, "repeats", 1))
+        count = len(pairs) if pairs is not None else samples
+        what = f"{count} training pair(s)"
+        if repeats > 1:
+            what += f" x data.repeats={repeats} = {samples} samples"
+        if self.cfg.get("on_bad_pair") == "skip":
+            what += " (after data.on_bad_pair=skip left out the bad ones)"
+        per_rank = f" on each of {ranks} devices" if ranks > 1 else ""
+        root = f" (data.root={self.cfg['root']})" if self.cfg.get("root") else ""
+        raise DatasetError(
+            f"data={self.cfg['name']}: {what} fill no batch of data.batch_size={batch}{per_rank}: training "
+            f"would run 0 steps (an incomplete last batch is dropped). Lower data.batch_size, raise "
+            f"data.repeats, or add training pairs{root}."
+        )
 
     def training_position(self) -> tuple[int, int] | None:
         """``(epoch, batches of it already trained)`` from the attached trainer's fit loop, or None without

@@ -65,11 +65,21 @@ class ValidationImages(L.Callback):
 
 class TrainingFigures(L.Callback):
     """Records ``val/psnr`` (and the input baseline) after each validation; at the end of fit (rank 0)
-    writes ``<output_dir>/val_psnr.png`` (the curve) and ``<output_dir>/before_after.png``."""
+    writes ``<output_dir>/val_psnr.png`` (the curve) and ``<output_dir>/before_after.png``.
+
+    The history travels in checkpoints (``state_dict``), so the curve of a resumed run covers the whole
+    run, not only the part since the resume."""
 
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
         self.history: list[tuple[int, float, float]] = []
+
+    def state_dict(self) -> dict[str, list[list[float]]]:
+        return {"history": [[float(v) for v in row] for row in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, list[list[float]]]) -> None:
+        rows = state_dict.get("history", [])
+        self.history = [(int(step), float(psnr), float(base)) for step, psnr, base in rows]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_validation_end, not on_validation_epoch_end: callbacks' epoch-end hooks run before the

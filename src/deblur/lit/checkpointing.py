@@ -7,10 +7,16 @@
   training data itself does not depend on them (each draw is seeded from ``(seed, epoch, index)``, see
   ``deblur.data.samplers``); they cover any other use of the global generators.
 * :func:`check_checkpoint_model` refuses ``ckpt_path`` from a different network, naming both.
+* :class:`FiniteCheckpoint` (the ``ModelCheckpoint`` of ``conf/callbacks/default.yaml``) never writes a
+  diverged state: a save is skipped while a weight, ``train/loss`` or ``val/psnr`` is not finite, and
+  nothing is written when training stops on a non-finite loss, so ``last.ckpt`` keeps the last finite
+  state and ``ckpt_path=last`` never resumes from NaN weights.
+* :func:`checkpoint_info`: a checkpoint's step, epoch and training time, for resume messages.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from typing import Any
@@ -18,10 +24,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from deblur.checkpoints import ARCHITECTURE_KEYS, describe_model
 from deblur.utils.files import atomic_write
+
+log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -130,3 +139,90 @@ def check_checkpoint_model(ckpt_path: str | os.PathLike, model_cfg: dict[str, An
             f"model {describe_model(model_cfg)} (differs in {', '.join(differs)}). Choose the matching "
             f"model= / ablation= options or another checkpoint."
         )
+
+
+def checkpoint_info(ckpt_path: str | os.PathLike) -> dict[str, Any]:
+    """``{"step", "epoch", "train_seconds"}`` of a Lightning checkpoint (``train_seconds``: the training time
+    Lightning's ``Timer`` had counted, which ``trainer.max_time`` limits; None without a timer)."""
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    timer = (checkpoint.get("callbacks") or {}).get("Timer") or {}
+    seconds = (timer.get("time_elapsed") or {}).get("train")
+    return {
+        "step": int(checkpoint.get("global_step", 0)),
+        "epoch": int(checkpoint.get("epoch", 0)),
+        "train_seconds": None if seconds is None else float(seconds),
+    }
+
+
+def nonfinite_state(trainer: L.Trainer, pl_module: L.LightningModule) -> str | None:
+    """What is not finite in the training state (a weight or buffer, ``train/loss``, ``val/psnr``), or None.
+
+    Under DDP every rank checks and the ranks agree (a rank-local NaN loss counts for all) when the ranks
+    are saving together."""
+    problem = None
+    state = {k: t for k, t in pl_module.state_dict().items() if t.is_floating_point()}
+    finite = [torch.isfinite(t).all() for t in state.values()]
+    if finite and not bool(torch.stack(finite).all()):  # one device sync for the whole state
+        name = next(k for k, ok in zip(state, finite, strict=True) if not bool(ok))
+        problem = f"weight {name} is not finite"
+    if problem is None:
+        for key in ("train/loss", "val/psnr"):
+            value = trainer.callback_metrics.get(key)
+            if value is not None and not bool(torch.isfinite(torch.as_tensor(value)).all()):
+                problem = f"{key} is {float(value)}"
+                break
+    if trainer.world_size > 1 and _collectives_safe(trainer):
+        finite_everywhere = trainer.strategy.reduce_boolean_decision(problem is None, all=True)
+        if problem is None and not finite_everywhere:
+            problem = "the state of another rank is not finite"
+    return problem
+
+
+class FiniteCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that keeps the last *finite* state.
+
+    * A save is skipped (with a warning naming the step and the file kept) while :func:`nonfinite_state`
+      finds a non-finite weight, ``train/loss`` or ``val/psnr``; the file written before stays, and no
+      older checkpoint is removed on account of the skipped one.
+    * ``save_on_exception`` writes nothing when the exception is a ``FloatingPointError`` (the
+      non-finite loss of :meth:`deblur.lit.restoration.RestorationModule.training_step`): the weights
+      that produced it have diverged.
+
+    :attr:`skipped_steps` lists the steps whose save was skipped.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skipped_steps: list[int] = []
+        self._skipped_last = False
+
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's key, so that checkpoints written before (and after) restore this state
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        problem = nonfinite_state(trainer, trainer.lightning_module)
+        self._skipped_last = problem is not None
+        if problem is not None:
+            self.skipped_steps.append(trainer.global_step)
+            kept = f"; {filepath} keeps its earlier state" if os.path.exists(filepath) else ""
+            if trainer.is_global_zero:
+                log.warning("not writing %s at step %d: %s%s", filepath, trainer.global_step, problem, kept)
+            return
+        super()._save_checkpoint(trainer, filepath)
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self._skipped_last:  # the replacement was not written: keep the file it would replace
+            return
+        super()._remove_checkpoint(trainer, filepath)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, FloatingPointError):
+            if self.save_on_exception and trainer.is_global_zero:
+                step = trainer.global_step
+                log.warning("training diverged at step %d: no checkpoint written on the error", step)
+            return
+        super().on_exception(trainer, pl_module, exception)
