@@ -336,7 +336,7 @@ def test_train_command_user_error_and_a_flat_sweep_from_the_shell(tmp_path):
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    folder = tmp_path / "logs" / "train" / "multiruns" / "flat"
+    folder = tmp_path / "logs" / "debug" / "multiruns" / "flat"  # debug presets: their own root
     jobs = sorted(p.parent.name for p in folder.glob("*/metrics.json"))
     assert (
         len(jobs) == 2
