@@ -15,6 +15,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from deblur.config.choices import check_group_choices
 from deblur.config.schema import register_configs
 from deblur.paths import CONF_DIR
 
@@ -34,7 +35,8 @@ def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictCo
         run folder of ``hydra.run.dir``), so the config resolves completely outside a Hydra run.
 
     Raises:
-        ValueError: ``config_name`` is not a command config.
+        ValueError: ``config_name`` is not a command config, or an override names an unknown group option
+            (the message lists the options).
         hydra.errors.ConfigCompositionException / omegaconf.errors.ValidationError: a bad override (the
             message names the key).
 
@@ -46,6 +48,7 @@ def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictCo
     if config_name not in CONFIG_NAMES:
         raise ValueError(f"config_name={config_name!r} is not a command config; options: {CONFIG_NAMES}")
     register_configs()
+    check_group_choices(overrides, CONF_DIR)  # an unknown option lists the real ones (no *_schema nodes)
     if GlobalHydra.instance().is_initialized():  # a notebook cell run twice, or a Hydra app around us
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
