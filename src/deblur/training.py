@@ -41,6 +41,7 @@ from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpo
 from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
+from deblur.models.registry import size_mb
 from deblur.utils.files import atomic_write, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -578,7 +579,7 @@ def _fit_and_validate(
         "model": cfg.model.name,
         "ablation": cfg.get("ablation_name"),
         "parameters": params,
-        "size_mb": params * 4 / 2**20,
+        "size_mb": size_mb(params),
         "global_step": steps,
         "epoch": trainer.current_epoch,
         "steps": steps,

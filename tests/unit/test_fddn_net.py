@@ -11,8 +11,9 @@ from deblur.models.distillation import (
     ResidualFeatureDistillationBlock,
 )
 from deblur.models.fdb import FrequencyDistillationBlock
-from deblur.models.fddn import FDDN, fddn_size_mb
+from deblur.models.fddn import FDDN
 from deblur.models.rcab import ResidualBlock
+from deblur.models.registry import size_mb as fddn_size_mb
 
 VARIANT_BLOCKS = {
     "full": FrequencyDistillationBlock,

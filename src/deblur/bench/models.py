@@ -98,7 +98,7 @@ def count_train_step(model_cfg: dict, loss_cfg: dict, size: int, batch: int) -> 
     blurry = torch.empty(batch, 3, size, size, device="meta")
     sharp = torch.empty(batch, 3, size, size, device="meta")
     with FlopCounterMode(display=False) as counter:
-        _, total, _ = module._loss(blurry, sharp)
+        _, total, _ = module.compute_loss(blurry, sharp)
         total.backward()
     return counter.get_total_flops() / 2 / 1e9 / batch
 
@@ -255,7 +255,7 @@ def bench_train_step(
         def step(autocast: bool = autocast) -> None:
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                _, total, _ = module._loss(blurry, sharp)
+                _, total, _ = module.compute_loss(blurry, sharp)
             total.backward()
             optimizer.step()
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+from deblur.speedups import output_psnr  # noqa: E402
 from deblur.utils.files import atomic_write  # noqa: E402
 
 
@@ -19,11 +20,6 @@ def triplet_grid(blurry: torch.Tensor, pred: torch.Tensor, sharp: torch.Tensor) 
     """(N, 3, H, W) x3 -> one (3, H', W') grid: a row per sample, columns blurry | deblurred | sharp."""
     rows = torch.stack([blurry, pred, sharp], dim=1).flatten(0, 1)
     return make_grid(rows.clamp(0, 1), nrow=3, padding=2, pad_value=1.0)
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item()
-    return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(1.0 / mse)).item()
 
 
 def _save_figure(fig: plt.Figure, path: Path) -> None:
@@ -115,8 +111,8 @@ class TrainingFigures(L.Callback):
             blurry, pred, sharp = (t[0].permute(1, 2, 0).clamp(0, 1).numpy() for t in samples)
             fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
             titles = [
-                f"blurry ({_psnr(samples[0][0], samples[2][0]):.2f} dB)",
-                f"deblurred ({_psnr(samples[1][0], samples[2][0]):.2f} dB)",
+                f"blurry ({output_psnr(samples[2][0], samples[0][0]):.2f} dB)",
+                f"deblurred ({output_psnr(samples[2][0], samples[1][0]):.2f} dB)",
                 "sharp",
             ]
             for ax, image, title in zip(axes, (blurry, pred, sharp), titles, strict=True):

@@ -71,7 +71,13 @@ class RestorationModule(L.LightningModule):
                     batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
         return batch
 
-    def _loss(self, blurry: torch.Tensor, sharp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def compute_loss(
+        self, blurry: torch.Tensor, sharp: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """The configured loss of one batch: ``(prediction, total loss, {part name: value})``.
+
+        Shapes: blurry, sharp (N, 3, H, W) -> prediction (N, 3, H, W), total () (the training objective).
+        """
         if getattr(self.criterion, "needs_features", False):
             pred, features = self.net(blurry, return_features=True)
             total, parts = self.criterion(pred, sharp, features=features, encode=self.net.encode_frequencies)
@@ -82,7 +88,7 @@ class RestorationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         batch = self.to_layout(batch)
-        _, total, parts = self._loss(batch["blurry"], batch["sharp"])
+        _, total, parts = self.compute_loss(batch["blurry"], batch["sharp"])
         if not torch.isfinite(total):
             raise FloatingPointError(
                 f"training loss is {total.item()} at global step {self.global_step} "

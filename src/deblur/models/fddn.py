@@ -3,8 +3,9 @@
 Encoder (two inception down-sampling blocks, Sec. 3.1) -> 16 latent blocks at 1/4 resolution (FDBs, Sec. 3.3)
 -> decoder of RCABs and pixel-shuffle up-samplers (Sec. 3.1, Fig. 3) with encoder-decoder skips.
 
-Model size (fp32 parameter bytes / 2**20, see :func:`fddn_size_mb`) of the defaults, ``width=12``
-(latent width 48), ``num_fdb=16``, ``ratio=0.5``, ``decoder_rcabs=1``, next to the paper's Tables 3 and 5:
+Model size (fp32 parameter bytes / 2**20, :func:`deblur.models.registry.size_mb`) of the defaults,
+``width=12`` (latent width 48), ``num_fdb=16``, ``ratio=0.5``, ``decoder_rcabs=1``, next to the paper's
+Tables 3 and 5:
 
 ===================  ==========  =========  ===========
 variant              parameters  ours (MB)  paper (MB)
@@ -46,11 +47,6 @@ from deblur.models.inception import InceptionDownsample
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.models.rcab import RCAB
 from deblur.models.upsample import PixelShuffleUpsample
-
-
-def fddn_size_mb(model: nn.Module) -> float:
-    """fp32 size of ``model``'s parameters in MiB: 4 bytes * number of parameters / 2**20."""
-    return 4 * sum(p.numel() for p in model.parameters()) / 2**20
 
 
 def upgrade_state_dict(state: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -188,9 +184,11 @@ TABLE5_SIZE_MB = {"no_distillation": 9.05, "no_fsb": 7.96, "no_fdb": 7.89, "full
 def table5_sizes(**kwargs: object) -> list[tuple[str, int, float, float]]:
     """(variant, parameters, our fp32 MB, paper MB) for each Table 5 row, at the given FDDN arguments."""
     rows = []
+    from deblur.models.registry import size_mb
+
     for variant, paper_mb in TABLE5_SIZE_MB.items():
         model = FDDN(variant=variant, **kwargs)
-        rows.append((variant, sum(p.numel() for p in model.parameters()), fddn_size_mb(model), paper_mb))
+        rows.append((variant, sum(p.numel() for p in model.parameters()), size_mb(model), paper_mb))
     return rows
 
 

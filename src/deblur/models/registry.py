@@ -25,6 +25,20 @@ def _fddn(**kwargs: Any) -> nn.Module:
 MODELS: dict[str, Callable[..., nn.Module]] = {"msfs": _msfs, "fddn": _fddn}
 
 
+def size_mb(model_or_params: nn.Module | int) -> float:
+    """fp32 size of a network's parameters in MB as the papers' tables count it: 4 bytes per parameter /
+    2**20 (MiB, the ``torchsummary`` "Params size (MB)" convention).
+
+    Examples:
+        >>> round(size_mb(2_117_474), 2)    # FDDN's paper model: 8.08 MB (Table 3)
+        8.08
+    """
+    params = model_or_params if isinstance(model_or_params, int) else sum(
+        p.numel() for p in model_or_params.parameters()
+    )
+    return 4 * params / 2**20
+
+
 def model_config(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
     """A network's full config: a ``conf/model`` preset name (``"msfs_small"``) or a config mapping, with
     ``overrides`` applied on top (``width=8``). Preset names are composed from ``conf/model`` with their
