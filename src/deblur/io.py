@@ -183,6 +183,11 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
+def size_text(height: int, width: int) -> str:
+    """An image size as every message of the suite writes it: ``"1280x720 (WxH)"``."""
+    return f"{width}x{height} (WxH)"
+
+
 def to_rgb(image: np.ndarray) -> np.ndarray:
     """(H, W) gray or (H, W, 3) RGB -> (H, W, 3) RGB, same dtype."""
     return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image

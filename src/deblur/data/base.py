@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from deblur.io import size_text
+
 PairTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -91,7 +93,7 @@ class PairDataset(Dataset):
         if size is not None:
             h, w = blurry.shape[:2]
             if h < size or w < size:
-                raise ValueError(f"sample {name!r}: image {h}x{w} is smaller than crop_size={size}")
+                raise ValueError(f"sample {name!r}: image {size_text(h, w)} is smaller than crop_size={size}")
             margin = self.transform_margin(size)
             window = (min(h, size + 2 * margin), min(w, size + 2 * margin))
             top, left = crop_box(h, w, window, self.random_crop, generator)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deblur.errors import UserError
-from deblur.io import image_size
+from deblur.io import image_size, size_text
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,9 @@ def _check_pair(blurry: Path, sharp: Path, min_size: int | None) -> str | None:
             return cut
     (bh, bw), (sh, sw) = sizes
     if (bh, bw) != (sh, sw):
-        return f"size mismatch: blurry {blurry} is {bw}x{bh} but sharp {sharp} is {sw}x{sh} (WxH)"
+        return (
+            f"size mismatch: blurry {blurry} is {size_text(bh, bw)} but sharp {sharp} is {size_text(sh, sw)}"
+        )
     if min_size is not None and (bh < min_size or bw < min_size):
-        return f"image {blurry} is {bw}x{bh} (WxH), smaller than data.crop_size={min_size}"
+        return f"image {blurry} is {size_text(bh, bw)}, smaller than data.crop_size={min_size}"
     return None

@@ -41,7 +41,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from deblur.io import IMAGE_EXTENSIONS, list_images, read_image, to_rgb
+from deblur.io import IMAGE_EXTENSIONS, list_images, read_image, size_text, to_rgb
 from deblur.io import to_uint8 as to_8bit
 from deblur.metrics.benchmarks import benchmark_pairing, detect_benchmark, refuse_blurry_ground_truth
 from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel, to_uint8
@@ -202,7 +202,7 @@ def _load(source: ImageSource) -> np.ndarray:
 
 
 def _shape(img: np.ndarray) -> str:
-    return "x".join(str(s) for s in img.shape)
+    return size_text(img.shape[0], img.shape[1])
 
 
 def score_files(name: str, pred: ImageSource, gt: ImageSource, protocol: str = "gopro") -> dict[str, Any]:
