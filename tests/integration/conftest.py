@@ -10,14 +10,11 @@ from omegaconf import DictConfig
 
 from deblur.config import register_configs
 from deblur.paths import CONF_DIR
+from tests.tiny import TINY_MSFS, model_overrides
 
 #: overrides that make a training run tiny: small crops, few pairs, no workers
 TINY_TRAIN = [
-    "model.width=8",
-    "model.encoder_blocks=1",
-    "model.latent_blocks=1",
-    "model.decoder_blocks=1",
-    "model.reduction=4",
+    *model_overrides(TINY_MSFS),
     "data.crop_size=32",
     "data.val_crop_size=32",
     "data.pairs_per_photo=1",

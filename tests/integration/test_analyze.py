@@ -26,6 +26,7 @@ from deblur.data.datamodule import DeblurDataModule
 from deblur.data.synthetic import TRAIN_PHOTOS
 from deblur.lit.restoration import RestorationModule
 from deblur.paths import CONF_DIR
+from tests.tiny import TINY_MSFS
 
 #: a small built-in dataset: 3 validation pairs of 48x48
 SMALL_DATA = ["data.max_side=128", "data.val_crop_size=48", "data.val_pairs_per_photo=1"]
@@ -36,8 +37,7 @@ SMALL_DATA_DICT = {
     "name": "synthetic", "seed": 0, "val_seed": 1234, "pairs_per_photo": 1, "val_pairs_per_photo": 1,
     "max_side": 128, "repeats": 1, "crop_size": 32, "val_crop_size": 48, "batch_size": 2, "val_batch_size": 2,
 }
-TINY_MODEL = {"name": "msfs", "width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1,
-              "reduction": 4}
+TINY_MODEL = TINY_MSFS
 SCALES = ("1", "1/2", "1/4")
 
 

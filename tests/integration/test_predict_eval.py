@@ -29,17 +29,10 @@ from deblur.evaluation import evaluate
 from deblur.lit.restoration import RestorationModule
 from deblur.paths import CONF_DIR, REPO_ROOT
 from deblur.speedups import default_options
+from tests.tiny import TINY_MSFS
 from tests.unit.test_datasets import make_gopro, make_hide
 
-TINY_MODEL = {
-    "name": "msfs",
-    "width": 8,
-    "encoder_blocks": 1,
-    "latent_blocks": 1,
-    "decoder_blocks": 1,
-    "reduction": 4,
-    "norm": "batch",  # spelled out: model=msfs_small (used for plain state dicts) defaults to none
-}
+TINY_MODEL = {**TINY_MSFS, "norm": "batch"}  # spelled out: model=msfs_small (plain weights) has none
 TINY_OVERRIDES = [f"model.{k}={v}" for k, v in TINY_MODEL.items() if k != "name"]
 CLOCK = Path(skimage.data.__path__[0]) / "clock_motion.png"  # a real motion-blurred photo, grayscale
 

@@ -10,10 +10,10 @@ from deblur.lit.checkpointing import AtomicCheckpointIO, check_checkpoint_model
 from deblur.lit.restoration import RestorationModule
 from deblur.training import METRIC_KEYS, train
 from tests.integration.conftest import TINY_TRAIN
+from tests.tiny import TINY_MSFS
 
 # one epoch = 3 steps (limit_train_batches=3); augment=flip_rot draws from albumentations' own stream
-TINY_MODEL = {"name": "msfs", "width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1,
-              "reduction": 4}  # fmt: skip
+TINY_MODEL = TINY_MSFS
 N_STEPS = [
     "debug=limit", "callbacks=default", "logger=csv", "trainer.deterministic=true",
     "callbacks.frequency_gap=null", *TINY_TRAIN,

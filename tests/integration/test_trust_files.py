@@ -19,10 +19,10 @@ from deblur.data.datasets import build_dataset, list_pairs, read_rgb
 from deblur.data.validate import DatasetError
 from deblur.lit.restoration import RestorationModule
 from deblur.prediction import PredictionIncomplete, predict_images
+from tests.tiny import TINY_MSFS
 from tests.unit.test_datasets import sharp_image
 
-TINY_MODEL = {"name": "msfs", "width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1,
-              "reduction": 4, "norm": "batch"}  # fmt: skip
+TINY_MODEL = TINY_MSFS
 CPU = InferenceSettings(device="cpu")
 
 
