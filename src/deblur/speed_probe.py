@@ -22,7 +22,8 @@ Inference (:func:`resolve_speed`; :func:`deblur.speedups.resolve_options` return
   each calling every candidate once (interleaved, rotating the order, so that a noisy neighbour slows all
   of them alike; a candidate more than :data:`DROP_FACTOR` x slower than the fastest in the first round
   is not timed further; warm-ups are not used for this, their one-time costs differ between candidates),
-  stopping after the round that passes ``budget_s`` (at least :data:`MIN_ROUNDS` rounds).
+  stopping after the round that passes ``budget_s`` (at least :data:`MIN_ROUNDS` rounds, or one when the
+  warm-ups alone took :data:`LONG_WARMUP` budgets).
   The fastest candidate by its minimum time wins (noise from other processes only adds time); candidates
   within :data:`TIE_MARGIN` of it count as ties and the most exact one (fewest options, fp32 before
   bf16) is taken.
@@ -34,8 +35,8 @@ Inference (:func:`resolve_speed`; :func:`deblur.speedups.resolve_options` return
 Training (:func:`choose_training_speed`): the same for ``channels_last`` and the Lightning precision
 (``trainer.precision=auto``: ``32-true`` or ``bf16-mixed``), timing whole training steps (forward with
 the loss's feature passes, loss, backward, Adam step) of the configured network and loss on a small random
-batch (at most ``probe_batch`` x ``probe_size``\\ :sup:`2`). The fixed rule there: channels_last on CPU and
-CUDA, ``32-true``.
+batch: at most 2 samples of the training crop, itself at most :data:`MAX_PROBE_SIDE` a side. The fixed rule
+there: channels_last on CPU and CUDA, ``32-true``.
 
 The timing functions are arguments (``timer``), so that tests can inject times. No figures here: what
 the probe chose on which machine is in ``docs/benchmarks/``.
@@ -87,6 +88,8 @@ BUDGET_S = 3.0
 #: the most timed rounds per stage, and the fewest (whatever the budget) when there are several candidates
 ROUNDS = 3
 MIN_ROUNDS = 2
+#: when the warm-up calls alone took more than this many budgets, one timed round is the fewest
+LONG_WARMUP = 5.0
 #: a candidate more than this many times slower than the fastest in the first timed round is not timed further
 DROP_FACTOR = 2.0
 #: candidates within this fraction of the fastest count as ties, settled for the most exact one
@@ -127,8 +130,10 @@ def interleaved_probe(
     rounds calling every remaining candidate once, the order rotated each round. Candidates more than
     ``drop_factor`` times slower than the fastest in the first round are not timed further. Stops after
     the round in which ``budget_s`` seconds (counted from the first warm-up) have passed, but not before
-    :data:`MIN_ROUNDS` rounds (one when a single candidate is left). The winner has the smallest
-    minimum time; those within ``tie_margin`` of it are ties, settled for the earliest in ``candidates``.
+    :data:`MIN_ROUNDS` rounds (one when a single candidate is left, or when the warm-ups alone took
+    :data:`LONG_WARMUP` budgets: calls of seconds each, where one round costs enough). The winner has
+    the smallest minimum time; those within ``tie_margin`` of it are ties, settled for the earliest in
+    ``candidates``.
     Raises RuntimeError when every candidate was rejected.
     """
     if not candidates:
@@ -146,6 +151,8 @@ def interleaved_probe(
         raise RuntimeError(f"every speed candidate failed: {rejected}")
     runs: dict[C, list[float]] = {c: [] for c in alive}
     timing = list(alive)
+    # calls of seconds each (warm-ups past LONG_WARMUP x the budget): one timed round may be all there is
+    fewest = 1 if time.perf_counter() - start > LONG_WARMUP * budget_s else min(MIN_ROUNDS, rounds)
     for r in range(max(int(rounds), 1) if len(alive) > 1 else 1):
         order = timing[r % len(timing) :] + timing[: r % len(timing)]
         for c in order:
@@ -159,7 +166,7 @@ def interleaved_probe(
         if r == 0:  # far slower in a timed run (after the warm-up's one-time costs): not timed further
             fastest = min(runs[c][0] for c in timing)
             timing = [c for c in timing if runs[c][0] <= drop_factor * fastest]
-        if r + 1 >= min(MIN_ROUNDS, rounds) and time.perf_counter() - start > budget_s:
+        if r + 1 >= fewest and time.perf_counter() - start > budget_s:
             break
     timed = [c for c in alive if c not in rejected and runs[c]]
     if not timed:
@@ -429,7 +436,8 @@ def _stages(
     return stages
 
 
-def _check_mode(mode: str) -> None:
+def check_speed_mode(mode: str) -> None:
+    """Raise ValueError naming the ``speed`` key unless ``mode`` is one of :data:`MODES`."""
     if mode not in MODES:
         raise ValueError(f"speed must be one of {', '.join(MODES)}, got {mode!r}")
 
@@ -457,7 +465,8 @@ def resolve_speed(
     Args:
         device: where the network will run.
         net: the network (eval-mode forward ``(N, 3, H, W) -> (N, 3, H, W)``); None: nothing to time.
-        example: a representative input (N, 3, H, W) in [0, 1], e.g. the first image or a tile.
+        example: a representative input (N, 3, H, W) or (3, H, W) in [0, 1], e.g. the first image or a
+            tile (centre-cropped to at most ``max_side`` a side before timing).
         mode: ``"probe"`` (time the options left None) or ``"fixed"`` (the fixed rule, no timing).
         cache: the cache file (None / True = :func:`default_cache_path`, False = none).
         timer: ``timer(options) -> seconds of one call``; default :class:`ForwardTimer` on ``net`` and the
@@ -475,7 +484,7 @@ def resolve_speed(
     Raises ValueError naming the key for a bad option value or ``speed`` mode.
     """
     device = torch.device(device)
-    _check_mode(mode)
+    check_speed_mode(mode)
     pinned = explicit_options(channels_last, precision, fold_batchnorm, compile)
     start_options = replace(default_options(device), **pinned)
     free = {f.name for f in fields(InferenceOptions)} - set(pinned)
@@ -487,7 +496,11 @@ def resolve_speed(
         return ProbeResult(start_options, "fixed")
     if net is None or example is None:
         return ProbeResult(start_options, "no input")
-    if example.ndim != 4 or example.shape[0] * example.shape[-2] * example.shape[-1] < min_pixels:
+    if example.ndim == 3:
+        example = example[None]
+    if example.ndim != 4:
+        raise ValueError(f"the speed probe needs an (N, C, H, W) example, got shape {tuple(example.shape)}")
+    if example.shape[0] * example.shape[-2] * example.shape[-1] < min_pixels:
         return ProbeResult(start_options, "tiny input")
     example = probe_example(example, int(getattr(net, "multiple", 1) or 1), max_side)
     stages = _stages(device, net, free, probe_compile)
@@ -685,7 +698,7 @@ def choose_training_speed(
     budget_s: float = BUDGET_S,
     min_pixels: int = MIN_PROBE_PIXELS,
     probe_batch: int = 2,
-    probe_size: int = 128,
+    probe_size: int = MAX_PROBE_SIDE,
 ) -> TrainingSpeed:
     """``channels_last`` and ``trainer.precision`` for training ``model_cfg`` with ``loss_cfg`` on ``device``.
 
@@ -693,7 +706,9 @@ def choose_training_speed(
         model_cfg, loss_cfg: the train config's ``model`` and ``loss`` (plain dicts).
         device: where training runs.
         batch, size: the training batch size and crop (``data.batch_size``, ``data.crop_size``); the probe
-            times steps of at most ``probe_batch`` x ``probe_size``\\ :sup:`2` (a tiny batch).
+            times steps of at most ``probe_batch`` samples of the training crop (at most ``probe_size``
+            a side): a small batch, but the crop size itself, since which layout and precision wins can
+            change with the image size.
         channels_last: given (True / False) or None to choose.
         precision: a Lightning precision (given, e.g. ``"32-true"``) or None / ``"auto"`` to choose between
             :data:`TRAIN_PRECISIONS` (bf16-mixed only where the device runs bf16 natively).
@@ -707,7 +722,7 @@ def choose_training_speed(
     The probe changes no global state: the random number generators are restored afterwards.
     """
     device = torch.device(device)
-    _check_mode(mode)
+    check_speed_mode(mode)
     if channels_last is not None and not isinstance(channels_last, bool):
         raise ValueError(
             f"channels_last must be true or false (or null to choose by measuring), got {channels_last!r}"

@@ -11,8 +11,8 @@ Keys of ``bench.json`` (documented in the README's performance section):
     :mod:`deblur.speed_probe`, or its cache): ``ms`` (median), ``min_ms``, ``runs``, ``images_per_s``,
     ``gflops``, ``fraction_of_peak``, ``psnr_vs_fp32``, ``peak_memory_mib``, ``options``, ``probe`` (how
     they were chosen: ``source``, ``times_ms``, ...), ``best_option`` and ``default_vs_best`` (the fastest
-    tested option's median time / the default's: 1.0 when the default is the fastest; ``_min``: the same
-    from minimum times);
+    tested option's minimum time / the default's, the rows timed interleaved: 1.0 when the default is the
+    fastest; ``default_vs_best_median``: the same from median times);
   * ``forward_options.<option>``: the same figures per speed option, all timed interleaved (``default``
     too when the default is none of them); ``forward_hd``: one 1280x720 image; ``re_encode`` (MSFS-Net,
     interleaved with its fp32 baseline);
@@ -201,7 +201,7 @@ def _mark(ratio: float) -> str:
 def _ratio_cells(label: str, source: str, ms: float, section: dict[str, Any]) -> list[str]:
     ratio = section["default_vs_best"]
     return [label, source, _fmt(ms, 0), section["best_option"], _fmt(ratio),
-            _fmt(section.get("default_vs_best_min")), _mark(ratio)]  # fmt: skip
+            _fmt(section.get("default_vs_best_median")), _mark(ratio)]  # fmt: skip
 
 
 def _defaults_section(result: dict[str, Any]) -> list[str]:
@@ -223,7 +223,7 @@ def _defaults_section(result: dict[str, Any]) -> list[str]:
         rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return []
-    cols = ["default", "chosen by", "ms", "fastest tested", "best / default (median)", "(min)", "target"]
+    cols = ["default", "chosen by", "ms", "fastest tested", "best / default (min)", "(median)", "target"]
     head = "| preset | " + " | ".join([f"forward {cols[0]}", *cols[1:], f"train {cols[0]}", *cols[1:]]) + " |"
     return [
         "",
