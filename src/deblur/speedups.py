@@ -9,76 +9,21 @@ dB, of the option's output against the fp32 NCHW output, images in [0, 1]; tests
 * ``fold_batchnorm``: eval-mode BatchNorm2d folded into the preceding convolution(s) (:func:`fold_batchnorm`);
 * ``compile``: ``torch.compile(net)`` (recompiles with dynamic shapes when the image size changes).
 
-Usage (what ``deblur-predict`` and ``deblur-eval`` do)::
+Which options to use is measured, not assumed (:mod:`deblur.speed_probe`): options left unset (None /
+``null``) are chosen by timing the candidates on the network and a representative input, and the choice
+is cached per device, torch version, network and input size. ``speed=fixed`` (or no network to time)
+gives :func:`default_options`, a rule that does not depend on timings. What was measured on which machine
+is in ``docs/benchmarks/``.
 
-    options = default_options(device)                  # or InferenceOptions(...) / resolve_options(...)
+Usage::
+
+    options = resolve_options(device, net=net, example=x, channels_last=None, precision=None)  # probe
     fast = prepare_for_inference(net, options, device)  # a prepared copy; ``net`` is left as it was
     with inference_context(options, device):
         y = fast(to_input(x, options)).float()          # x, y: (N, 3, H, W)
 
-Measured forward times at 256 x 256 (machine: 2-core AMD EPYC with avx512_bf16, torch 2.14.1 CPU,
-``torch.set_num_threads(2)``; random weights from ``build_model`` with the ``conf/model`` presets
-``msfs_small``, ``fddn`` and ``msfs`` (norm: batch, the only one with BatchNorm); batch = the astronaut photo
-and its flips; the options' runs interleaved, median (and min) of 5-15 runs after 2 warm-up runs; speed-up =
-fp32 NCHW median / option median in the same interleaved run; PSNR = :func:`output_psnr` against the fp32
-NCHW output; setup = :func:`prepare_for_inference` plus the 2 warm-up runs, i.e. compile time for compile):
-
-========== =====  ========================== ========= ======= ======== =======  =======
-network    batch  options                    median ms  min ms speed-up PSNR dB  setup s
-========== =====  ========================== ========= ======= ======== =======  =======
-msfs_small     1  fp32 NCHW                        150     136    1.00x     inf      0.4
-msfs_small     1  channels_last                     89      73    1.69x   147.1      0.2
-msfs_small     1  bf16                              98      85    1.53x    68.1      0.4
-msfs_small     1  bf16 + channels_last              46      37    3.23x    68.1      0.1
-msfs_small     1  fold_batchnorm                   142     128    1.05x     inf      0.3
-msfs_small     1  fold_bn + bf16 + ch_last          49      38    3.07x    68.1      0.1
-msfs_small     4  fp32 NCHW                        849     701    1.00x     inf      1.5
-msfs_small     4  channels_last                    352     325    2.41x   147.0      0.8
-msfs_small     4  bf16                             319     285    2.66x    68.1      0.9
-msfs_small     4  bf16 + channels_last             154     137    5.51x    68.1      0.4
-msfs_small     4  fold_batchnorm                   736     606    1.15x     inf      1.5
-msfs_small     4  fold_bn + bf16 + ch_last         160     136    5.31x    68.1      0.4
-msfs_small     4  compile                          394     334    2.38x   147.1     30.2
-msfs_small     4  compile + bf16 + ch_last         179     143    5.24x    68.9     30.4
-fddn           1  fp32 NCHW                        179     172    1.00x     inf      0.6
-fddn           1  channels_last                    109      93    1.65x   148.2      0.3
-fddn           1  bf16                             170     144    1.06x    65.7      0.4
-fddn           1  bf16 + channels_last              81      75    2.21x    65.7      0.3
-fddn           1  fold_batchnorm                   180     165    1.00x     inf      0.5
-fddn           1  fold_bn + bf16 + ch_last          82      75    2.18x    65.7      0.2
-fddn           1  compile                           90      83    2.11x   148.2    128.3
-fddn           1  compile + bf16 + ch_last          77      72    2.47x    65.8    131.4
-fddn           4  fp32 NCHW                        691     619    1.00x     inf      1.7
-fddn           4  channels_last                    411     359    1.68x   148.2      0.9
-fddn           4  bf16                             488     468    1.41x    65.7      1.0
-fddn           4  bf16 + channels_last             244     225    2.83x    65.7      0.5
-fddn           4  fold_batchnorm                   719     638    0.96x     inf      1.4
-fddn           4  fold_bn + bf16 + ch_last         269     225    2.57x    65.7      0.5
-msfs           1  fp32 NCHW                       2018    1855    1.00x     inf      4.1
-msfs           1  channels_last                   1653    1526    1.22x   149.8      3.5
-msfs           1  bf16                            1022     998    1.97x    72.0      2.4
-msfs           1  bf16 + channels_last             764     732    2.64x    72.0      2.0
-msfs           1  fold_batchnorm                  2012    1940    1.00x   152.7      4.0
-msfs           1  fold_bn + bf16 + ch_last         778     736    2.59x    72.0      1.6
-msfs           1  compile                         1471    1370    1.34x   149.8     64.0
-msfs           1  compile + bf16 + ch_last         687     676    2.86x    72.2     61.3
-msfs           4  fp32 NCHW                      12093   11812    1.00x     inf     24.2
-msfs           4  channels_last                   9001    8202    1.34x   149.8     17.7
-msfs           4  bf16                            5412    5260    2.23x    72.0     11.1
-msfs           4  bf16 + channels_last            4184    3974    2.89x    72.0      9.0
-msfs           4  fold_batchnorm                 11706   10943    1.03x   152.7     23.8
-msfs           4  fold_bn + bf16 + ch_last        4170    3910    2.90x    72.0      8.0
-========== =====  ========================== ========= ======= ======== =======  =======
-
-The machine was shared and noisy (single runs up to 2x the median): differences under ~10 % are noise, as
-``fold_batchnorm`` on the two networks without BatchNorm (a no-op there: 0.96-1.15x) shows. Channels-last
-and bf16 pay off together (oneDNN's bf16 convolutions want NHWC); the full-size ``msfs`` is memory-bound
-at batch 4 (6x the batch-1 time). ``compile`` adds 10-17 % on top of bf16 + channels_last in the same run,
-for 30-130 s of compiling and a C++ toolchain, so it is not a default (:func:`default_options`).
-
-The CUDA defaults were not measured here (no GPU was available): channels_last + bf16 is the standard
-fast setting for convolutional networks on tensor-core GPUs (compute capability >= 8.0), and folding
-BatchNorm only removes work.
+``compile`` changes nothing but speed (within its tolerance); its first call compiles (tens of seconds to
+minutes) and it needs a C++ compiler (CPU) or Triton (CUDA), so it is on only when asked for.
 """
 
 from __future__ import annotations
@@ -99,7 +44,7 @@ from deblur.models.octconv import OctaveConv
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
-#: the config keys of the options, as deblur-predict / deblur-eval take them (null = default_options)
+#: the config keys of the options, as deblur-predict / deblur-eval take them (null = measured or fixed rule)
 OPTION_KEYS = ("channels_last", "precision", "fold_batchnorm", "compile")
 #: per option, the minimum PSNR (dB) of its output against the fp32 NCHW output, images in [0, 1]
 TOLERANCES: dict[str, float] = {"channels_last": 60.0, "fold_batchnorm": 60.0, "compile": 60.0, "bf16": 45.0}
@@ -107,7 +52,7 @@ TOLERANCES: dict[str, float] = {"channels_last": 60.0, "fold_batchnorm": 60.0, "
 
 @dataclass(frozen=True)
 class InferenceOptions:
-    """How to run a network at inference. The defaults are the plain fp32 NCHW eager forward pass."""
+    """How to run a network at inference. The field defaults are the plain fp32 NCHW eager forward pass."""
 
     channels_last: bool = False
     precision: str = "fp32"
@@ -119,12 +64,12 @@ class InferenceOptions:
             value = getattr(self, key)
             if not isinstance(value, bool):
                 raise ValueError(
-                    f"{key} must be true or false (or null for the device default), got {value!r}"
+                    f"{key} must be true or false (or null to choose by measuring), got {value!r}"
                 )
         if self.precision not in PRECISIONS:
             allowed = ", ".join(repr(p) for p in PRECISIONS)
             raise ValueError(
-                f"precision must be one of {allowed} (or null for the device default), got {self.precision!r}"
+                f"precision must be one of {allowed} (or null to choose by measuring), got {self.precision!r}"
             )
 
     def enabled(self) -> list[str]:
@@ -334,58 +279,97 @@ def to_input(x: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
 
 # ---------------------------------------------------------------- defaults and checks
 def _cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (avx512_bf16 / AMX); emulated bf16 is slower."""
+    """Whether oneDNN runs bf16 natively on this CPU (avx512_bf16 / AMX) rather than emulating it.
+
+    Used only to leave emulated bf16 out of the probe's candidates; whether native bf16 is *faster*
+    than fp32 differs from CPU to CPU and is measured (:mod:`deblur.speed_probe`)."""
     try:
         return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 
 
-def default_options(device: torch.device) -> InferenceOptions:
-    """The fastest eager setting measured (module docstring) whose outputs stay within TOLERANCES.
-
-    * CPU: channels_last + bf16 + fold_batchnorm (2.2-5.3x here, 65.7-72 dB from fp32, the fastest eager
-      setting within 10 % noise of bf16 + channels_last); bf16 only where oneDNN runs it natively
-      (avx512_bf16 / AMX), else channels_last + fold_batchnorm (1.2-2.4x here; emulated bf16 not measured).
-    * CUDA (not measured: no GPU was available here): channels_last + bf16 (compute capability >= 8.0)
-      + fold_batchnorm, the standard fast setting for convolutional networks on tensor-core GPUs.
-    * Other devices: plain fp32 NCHW.
-
-    ``fold_batchnorm`` is always on: it only removes work (no effect where there is no BatchNorm). ``compile``
-    is never on: on top of channels_last + bf16 it gained 10-17 % per forward pass here, while its first
-    call took 30-130 s and it needs a C++ compiler (CPU) or Triton (CUDA).
+def bf16_available(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 natively: CPUs through oneDNN (:func:`_cpu_has_bf16`), GPUs of compute
+    capability >= 8.0 (``torch.cuda.is_bf16_supported(including_emulation=False)``). Other devices: False.
     """
     device = torch.device(device)
-    if device.type == "cuda":
-        bf16 = not torch.cuda.is_available() or torch.cuda.get_device_capability(device)[0] >= 8
-        return InferenceOptions(channels_last=True, precision="bf16" if bf16 else "fp32", fold_batchnorm=True)
     if device.type == "cpu":
-        precision = "bf16" if _cpu_has_bf16() else "fp32"
-        return InferenceOptions(channels_last=True, precision=precision, fold_batchnorm=True)
+        return _cpu_has_bf16()
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return False
+
+
+def default_options(device: torch.device) -> InferenceOptions:
+    """The fixed rule: the options used without a probe (``speed=fixed``, tiny inputs, no network given).
+
+    It depends on the device type only, never on timings, so it gives the same outputs on every run:
+
+    * precision ``fp32`` everywhere (bf16 changes outputs by up to its 45 dB tolerance, and whether it is
+      faster differs between CPUs of the same kind);
+    * ``channels_last`` on CPUs and CUDA GPUs: fp32 arithmetic in another summation order, tested within
+      its 60 dB tolerance (``tests/unit/test_speedups.py``); NCHW on other device types (not tested there);
+    * ``fold_batchnorm`` on: fp32 arithmetic, it only removes work (a no-op without BatchNorm);
+    * ``compile`` off (it needs a compiler toolchain and minutes of compiling).
+
+    On CUDA, fp32 convolutions follow ``torch.backends.cudnn.allow_tf32`` (PyTorch's default: on).
+    """
+    device = torch.device(device)
+    if device.type in ("cpu", "cuda"):
+        return InferenceOptions(channels_last=True, precision="fp32", fold_batchnorm=True)
     return InferenceOptions()
 
 
-def resolve_options(
-    device: torch.device,
-    *,
+#: the fixed rule under the name the ``speed`` key uses
+fixed_options = default_options
+
+
+def explicit_options(
     channels_last: bool | None = None,
     precision: str | None = None,
     fold_batchnorm: bool | None = None,
     compile: bool | None = None,
-) -> InferenceOptions:
-    """:func:`default_options` for ``device`` with every argument that is not None put in its place.
-
-    Bad values raise ValueError naming the key and what it takes (e.g. ``precision=fp16x``).
-    """
+) -> dict[str, Any]:
+    """The options that are set (not None), checked: bad values raise ValueError naming the key and what
+    it takes (e.g. ``precision=fp16x``)."""
     given = {
         "channels_last": channels_last,
         "precision": precision,
         "fold_batchnorm": fold_batchnorm,
         "compile": compile,
     }
-    chosen = default_options(device).as_dict()
-    chosen.update({key: value for key, value in given.items() if value is not None})
-    return InferenceOptions(**chosen)
+    given = {key: value for key, value in given.items() if value is not None}
+    InferenceOptions(**given)  # validates each given value
+    return given
+
+
+def resolve_options(
+    device: torch.device,
+    *,
+    net: nn.Module | None = None,
+    example: torch.Tensor | None = None,
+    mode: str = "probe",
+    cache: Any = None,
+    channels_last: bool | None = None,
+    precision: str | None = None,
+    fold_batchnorm: bool | None = None,
+    compile: bool | None = None,
+    **probe_kwargs: Any,
+) -> InferenceOptions:
+    """The options to run ``net`` with on ``device``: every option that is not None as given; the others
+    chosen by :func:`deblur.speed_probe.resolve_speed` (a timed probe of ``net`` on ``example`` when
+    ``mode="probe"`` and both are given, else the fixed rule :func:`default_options`).
+
+    ``resolve_options(device)`` alone (no network) is the fixed rule with nothing probed. Bad values raise
+    ValueError naming the key and what it takes (e.g. ``precision=fp16x``, ``speed=fast``).
+    """
+    from deblur.speed_probe import resolve_speed
+
+    return resolve_speed(
+        device, net=net, example=example, mode=mode, cache=cache, channels_last=channels_last,
+        precision=precision, fold_batchnorm=fold_batchnorm, compile=compile, **probe_kwargs,
+    ).options  # fmt: skip
 
 
 def output_psnr(reference: torch.Tensor, other: torch.Tensor) -> float:

@@ -27,6 +27,10 @@ TINY_BENCH = [
         "trainer.limit_val_batches=1", "data.crop_size=32", "data.val_crop_size=32", "data.pairs_per_photo=1",
         "data.repeats=1", "data.val_pairs_per_photo=1")) + "]",
     "targets_preset=msfs_small",
+    # the probe runs on the tiny inputs too (min_pixels=0); the GPU tables are forced on, on the CPU
+    "speed.min_pixels=0", "speed.budget_s=0.5",
+    "gpu.enabled=true", "gpu.size=32", "gpu.batches=[2]", "gpu.compile=false", "gpu.max_batch.start=1",
+    "gpu.max_batch.limit=2", "+gpu.recipes.tiny={preset:msfs_small,epochs:2,pairs:10,batch:2}",
 ]  # fmt: skip
 
 #: the key paths the README's performance section documents
@@ -45,6 +49,11 @@ DOCUMENTED = [
     "models.msfs_small.forward.psnr_vs_fp32",
     "models.msfs_small.forward.peak_memory_mib",
     "models.msfs_small.forward.options.precision",
+    "models.msfs_small.forward.default_vs_best",
+    "models.msfs_small.forward.best_option",
+    "models.msfs_small.forward.probe.source",
+    "models.msfs_small.forward.probe.times_ms",
+    "models.msfs_small.forward_options.fp32.min_ms",
     "models.msfs_small.forward_options.fp32.ms",
     "models.msfs_small.forward_options.bf16_channels_last.psnr_vs_fp32",
     "models.msfs_small.forward_hd.ms",
@@ -52,6 +61,10 @@ DOCUMENTED = [
     "models.msfs_small.train_step.fp32.samples_per_s",
     "models.msfs_small.train_step.bf16-mixed.samples_per_s",
     "models.msfs_small.train_step_nchw.fp32.samples_per_s",
+    "models.msfs_small.train_step.default_vs_best",
+    "models.msfs_small.train_step.default.precision",
+    "models.msfs_small.train_step.default.channels_last",
+    "models.msfs_small.train_step.default.probe.source",
     "models.msfs_small.train_gmacs_32x32",
     "models.fddn_small.size_mb",
     "models.fddn_small+no_fsb.gmacs_32x32",
@@ -62,6 +75,17 @@ DOCUMENTED = [
     "tiling.untiled.peak_memory_mib",
     "precision_run.psnr_difference_db",
     "targets.forward_fraction_of_peak.met",
+    "targets.forward_default_vs_best.met",
+    "targets.train_step_default_vs_best.per_preset.msfs_small",
+    "gpu.presets.msfs_small.forward.2.samples_per_s",
+    "gpu.presets.msfs_small.forward.2.fraction_of_bf16_peak",
+    "gpu.presets.msfs_small.forward.2.peak_memory_mib",
+    "gpu.presets.msfs_small.train_step.2.samples_per_s",
+    "gpu.presets.msfs_small.train_step.2.options.precision",
+    "gpu.presets.msfs_small.max_batch.forward.batch",
+    "gpu.presets.msfs_small.max_batch.train_step.batch",
+    "gpu.recipes.tiny.hours_1_gpu",
+    "gpu.recipes.tiny.hours_8_gpus_linear",
 ]
 
 
@@ -74,13 +98,28 @@ def _get(tree: dict, path: str):
 
 
 def test_bench_writes_every_documented_key(tmp_path):
+    cache = tmp_path / "speed.json"
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("bench", overrides=[*TINY_BENCH, f"output={tmp_path}"])
+        cfg = compose("bench", overrides=[*TINY_BENCH, f"output={tmp_path}", f"speed.cache={cache}"])
     run(cfg)
     result = json.loads((tmp_path / "bench.json").read_text())
     for path in DOCUMENTED:
         _get(result, path)
     assert "error" not in result["loader"] and "error" not in result["precision_run"]
+    assert "error" not in result["gpu"]["presets"]["msfs_small"]
+    small = result["models"]["msfs_small"]
+    # the default is one of the timed rows, so the fastest row can be no slower than it
+    assert 0 < small["forward"]["default_vs_best"] <= 1 and 0 < small["train_step"]["default_vs_best"] <= 1
+    assert small["forward"]["probe"]["source"] in ("probe", "cache")
+    assert small["forward_options"]["fp32"]["runs"] >= 1
+    recipe = result["gpu"]["recipes"]["tiny"]
+    assert recipe["steps_per_epoch_1_gpu"] == 5 and recipe["steps_per_epoch_8_gpus"] == 0  # 10 pairs
+    assert result["targets"]["analysis"]["met"] is None  # information only
+    entries = json.loads(cache.read_text())["entries"]  # the probe's choices, remembered
+    kinds = {entry["kind"] for entry in entries.values()}
+    assert kinds == {"inference", "training"}
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "Defaults against the fastest tested option" in markdown and "## GPU tables" in markdown
     small = result["models"]["msfs_small"]
     assert small["params"] == sum(p.numel() for p in _tiny_msfs().parameters())
     assert (

@@ -12,6 +12,8 @@ convolutions, matrix products and the like; element-wise work is not counted) an
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -22,16 +24,20 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from deblur.bench.timing import PeakMemory, time_call
+from deblur.bench.timing import Timing, time_interleaved
 from deblur.models.registry import build_model
+from deblur.speed_probe import choose_training_speed, resolve_speed
 from deblur.speedups import (
     InferenceOptions,
-    default_options,
+    bf16_available,
+    describe_options,
     inference_context,
     output_psnr,
     prepare_for_inference,
     to_input,
 )
+
+log = logging.getLogger(__name__)
 
 #: name -> options of the forward-pass comparison (``compile`` is added when asked for)
 FORWARD_OPTIONS: dict[str, InferenceOptions] = {
@@ -122,6 +128,45 @@ def _has_batchnorm(net: nn.Module) -> bool:
     return any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
 
 
+def _timing_figures(measured: Timing, batch: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "ms": measured.seconds * 1e3,
+        "min_ms": measured.min_seconds * 1e3,
+        "images_per_s": batch / measured.seconds,
+        "runs": measured.runs,
+    }
+    if measured.peak_mib is not None:
+        figures["peak_memory_mib"] = measured.peak_mib
+        figures["memory_kind"] = measured.memory_kind
+    return figures
+
+
+def _forward_call(
+    fast: nn.Module, x: torch.Tensor, options: InferenceOptions, device: torch.device
+) -> torch.Tensor:
+    with inference_context(options, device):
+        return fast(x)
+
+
+def time_forwards(
+    net: nn.Module,
+    x: torch.Tensor,
+    options: dict[str, InferenceOptions],
+    device: torch.device,
+    timing: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
+    """Prepare ``net`` once per named ``options`` and time their forward passes on ``x`` interleaved
+    (:func:`~deblur.bench.timing.time_interleaved`); returns ``(figures per name, fp32 output per name)``.
+    Peak memory is that of each option's first call, with every compared copy of the network resident."""
+    calls = {}
+    for name, opts in options.items():
+        fast = prepare_for_inference(net, opts, device)
+        calls[name] = functools.partial(_forward_call, fast, to_input(x, opts), opts, device)
+    measured = time_interleaved(calls, device, memory=True, **timing)
+    figures = {name: _timing_figures(m, x.shape[0]) for name, m in measured.items()}
+    return figures, {name: m.result.float() for name, m in measured.items()}
+
+
 def time_forward(
     net: nn.Module,
     x: torch.Tensor,
@@ -130,30 +175,33 @@ def time_forward(
     timing: dict[str, Any],
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Prepare ``net`` with ``options`` and time ``net(x)``; returns (figures, fp32 output)."""
-    fast = prepare_for_inference(net, options, device)
-    xin = to_input(x, options)
-
-    def call() -> torch.Tensor:
-        with inference_context(options, device):
-            return fast(xin)
-
-    with PeakMemory(device) as peak:
-        measured = time_call(call, device, **timing)
-    output = measured.result.float()
-    figures = {
-        "ms": measured.seconds * 1e3,
-        "images_per_s": x.shape[0] / measured.seconds,
-        "runs": measured.runs,
-        "peak_memory_mib": peak.mib,
-        "memory_kind": peak.kind,
-    }
-    return figures, output
+    figures, outputs = time_forwards(net, x, {"options": options}, device, timing)
+    return figures["options"], outputs["options"]
 
 
 def _efficiency(figures: dict[str, Any], gmacs_per_image: float, batch: int, peak_gflops: float) -> None:
     gflops = 2 * gmacs_per_image * batch / (figures["ms"] / 1e3)
     figures["gflops"] = gflops
     figures["fraction_of_peak"] = gflops / peak_gflops
+
+
+def default_vs_best(rows: dict[str, dict[str, Any]], default: str, key: str = "min_ms") -> tuple[float, str]:
+    """(the fastest row's ``key`` / the default row's, the fastest row's name): 1.0 when the default is the
+    fastest, 0.8 when the fastest tested option takes 80 % of the default's time.
+
+    By minimum times by default: the rows are timed interleaved, and other processes only ever add time,
+    so on a shared machine the minimum is the steadier estimate (the medians' ratio is reported too)."""
+    best = min(rows, key=lambda name: rows[name][key])
+    return rows[best][key] / rows[default][key], best
+
+
+def _speed_kwargs(speed: dict[str, Any] | None) -> dict[str, Any]:
+    speed = dict(speed or {})
+    kwargs: dict[str, Any] = {"mode": speed.get("mode", "probe"), "cache": speed.get("cache")}
+    for key in ("budget_s", "min_pixels"):
+        if speed.get(key) is not None:
+            kwargs[key] = speed[key]
+    return kwargs
 
 
 def bench_forward(
@@ -166,62 +214,198 @@ def bench_forward(
     hd: tuple[int, int] | None,
     timing: dict[str, Any],
     compile_option: bool,
+    speed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Forward figures: every option at (batch, 3, size, size); the default options also at ``hd``."""
+    """Forward figures at (batch, 3, size, size): every option of :data:`FORWARD_OPTIONS` (and
+    ``compile``) and the default, timed interleaved; the default also at ``hd``.
+
+    The default is what ``deblur-predict`` resolves for this network and input
+    (:func:`deblur.speed_probe.resolve_speed` with ``speed``: ``mode``, ``cache``, ``budget_s``,
+    ``min_pixels``); ``forward.default_vs_best`` = the fastest option's minimum time / the default's
+    (``_median``: from median times; an option counts when its output is within its tolerance of the fp32
+    output), ``forward.probe`` = how the default was chosen."""
     torch.manual_seed(0)
     net = build_model(model_cfg).eval().to(device)
     x = sample_batch(batch, size, size, device)
+    probe = resolve_speed(device, net=net, example=x, **_speed_kwargs(speed))
+    chosen = probe.options
     options = dict(FORWARD_OPTIONS)
+    if device.type == "cuda" and not bf16_available(device):  # before compute capability 8.0: refused
+        options = {name: opts for name, opts in options.items() if opts.precision != "bf16"}
     if not _has_batchnorm(net):
         options.pop("fold_batchnorm")  # nothing to fold: the same network as fp32
     if compile_option:
         options["compile"] = InferenceOptions(compile=True)
-    per_option: dict[str, Any] = {}
-    reference = None
-    for name, opts in options.items():
-        figures, output = time_forward(net, x, opts, device, timing)
-        if reference is None:
-            reference = output
-        figures["psnr_vs_fp32"] = output_psnr(reference, output)
-        _efficiency(figures, counts[f"gmacs_{size_key(size, size)}"], batch, peak_gflops)
-        per_option[name] = figures
-    chosen = default_options(device)
     # without BatchNorm, folding is a no-op: the default may equal an option measured above
     effective = replace(chosen, fold_batchnorm=chosen.fold_batchnorm and _has_batchnorm(net))
     same = next((name for name, opts in options.items() if opts == effective), None)
-    if same is not None:
-        figures = dict(per_option[same])
-    else:
-        figures, output = time_forward(net, x, chosen, device, timing)
-        figures["psnr_vs_fp32"] = output_psnr(reference, output)
-        _efficiency(figures, counts[f"gmacs_{size_key(size, size)}"], batch, peak_gflops)
+    if same is None:
+        same = "default"
+        options["default"] = effective
+    per_option, outputs = time_forwards(net, x, options, device, timing)
+    gmacs = counts[f"gmacs_{size_key(size, size)}"]
+    for name, figures in per_option.items():
+        figures["psnr_vs_fp32"] = output_psnr(outputs["fp32"], outputs[name])
+        _efficiency(figures, gmacs, batch, peak_gflops)
+    eligible = {n: f for n, f in per_option.items() if f["psnr_vs_fp32"] >= options[n].tolerance()}
+    eligible.setdefault(same, per_option[same])
+    figures = dict(per_option[same])
     figures["options"] = chosen.as_dict()
+    figures["default_vs_best"], figures["best_option"] = default_vs_best(eligible, same)
+    figures["default_vs_best_median"], _ = default_vs_best(eligible, same, "ms")
+    figures["probe"] = probe.as_dict()
+    log.info("forward default %s (%s): fastest tested %s, best / default = %.2f (min), %.2f (median)",
+             describe_options(chosen.as_dict()), probe.source, figures["best_option"],
+             figures["default_vs_best"], figures["default_vs_best_median"])  # fmt: skip
     result: dict[str, Any] = {"forward": figures, "forward_options": per_option}
     if hd is not None:
         hd_figures, _ = time_forward(net, sample_batch(1, hd[0], hd[1], device), chosen, device, timing)
         _efficiency(hd_figures, counts[f"gmacs_{size_key(*hd)}"], 1, peak_gflops)
         result["forward_hd"] = hd_figures
     if getattr(net, "use_fsm", False) and hasattr(net, "encode_frequencies"):
-        result["re_encode"] = _bench_re_encode(net, x, device, timing, per_option["fp32"]["ms"])
+        result["re_encode"] = _bench_re_encode(net, x, device, timing)
     return result
 
 
 def _bench_re_encode(
-    net: nn.Module, x: torch.Tensor, device: torch.device, timing: dict[str, Any], plain_ms: float
+    net: nn.Module, x: torch.Tensor, device: torch.device, timing: dict[str, Any]
 ) -> dict[str, float]:
-    """What inference saves by not re-running the encoder on the output (it only feeds the losses)."""
+    """What inference saves by not re-running the encoder on the output (it only feeds the losses): the
+    fp32 NCHW forward with and without the re-encoding, timed interleaved."""
 
     def with_features() -> None:
         with torch.inference_mode():
             pred, _ = net(x, return_features=True)
             net.encode_frequencies(pred)
 
-    measured = time_call(with_features, device, **timing)
+    def plain() -> None:
+        with torch.inference_mode():
+            net(x)
+
+    measured = time_interleaved({"inference": plain, "with_re_encode": with_features}, device, **timing)
+    inference, with_it = measured["inference"], measured["with_re_encode"]
     return {
-        "with_re_encode_ms": measured.seconds * 1e3,
-        "inference_ms": plain_ms,
-        "speedup": measured.seconds * 1e3 / plain_ms,
+        "with_re_encode_ms": with_it.seconds * 1e3,
+        "with_re_encode_min_ms": with_it.min_seconds * 1e3,
+        "inference_ms": inference.seconds * 1e3,
+        "inference_min_ms": inference.min_seconds * 1e3,
+        "speedup": with_it.seconds / inference.seconds,
+        "speedup_min": with_it.min_seconds / inference.min_seconds,
+        "runs": inference.runs,
     }
+
+
+#: the bench's row names of the training precisions -> Lightning's ``trainer.precision``
+TRAIN_PRECISION_NAMES = {"fp32": "32-true", "bf16-mixed": "bf16-mixed"}
+
+
+def _train_step(
+    module: Any, optimizer: torch.optim.Optimizer, blurry: torch.Tensor, sharp: torch.Tensor,
+    device: torch.device, autocast: bool,
+) -> None:  # fmt: skip
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        _, total, _ = module.compute_loss(blurry, sharp)
+    total.backward()
+    optimizer.step()
+
+
+def train_module(
+    model_cfg: dict, loss_cfg: dict, device: torch.device, channels_last: bool
+) -> tuple[Any, torch.optim.Optimizer]:
+    """A seeded training-mode :class:`~deblur.lit.restoration.RestorationModule` on ``device`` in the
+    given memory format, and an Adam optimiser over its parameters."""
+    from deblur.lit.restoration import RestorationModule
+
+    torch.manual_seed(0)
+    optim = {"name": "adam", "lr": 1e-4}
+    module = RestorationModule(model=model_cfg, loss=loss_cfg, optim=optim, channels_last=channels_last)
+    module = module.to(device).train()
+    return module, torch.optim.Adam(module.parameters(), lr=1e-4)
+
+
+def _train_step_calls(
+    model_cfg: dict, loss_cfg: dict, device: torch.device, batch: int, size: int,
+    layouts: list[bool], precisions: list[str],
+) -> dict[tuple[bool, str], Callable[[], None]]:  # fmt: skip
+    """One training-step closure per (channels_last, precision row name), each layout its own module."""
+    calls: dict[tuple[bool, str], Callable[[], None]] = {}
+    for channels_last in layouts:
+        module, optimizer = train_module(model_cfg, loss_cfg, device, channels_last)
+        batch_in = {"blurry": sample_batch(batch, size, size, device)}
+        batch_in["sharp"] = batch_in["blurry"].flip(-1)
+        batch_in = module.to_layout(batch_in)
+        for precision in precisions:
+            if precision not in TRAIN_PRECISION_NAMES:
+                allowed = list(TRAIN_PRECISION_NAMES)
+                raise ValueError(f"train_step.precisions: {precision!r} is not one of {allowed}")
+            calls[(channels_last, precision)] = functools.partial(
+                _train_step, module, optimizer, batch_in["blurry"], batch_in["sharp"], device,
+                precision == "bf16-mixed",
+            )  # fmt: skip
+    return calls
+
+
+def _step_figures(measured: Timing, batch: int) -> dict[str, Any]:
+    figures = _timing_figures(measured, batch)
+    figures["samples_per_s"] = figures.pop("images_per_s")
+    figures.pop("memory_kind", None)
+    return figures
+
+
+def bench_train_steps(
+    model_cfg: dict,
+    loss_cfg: dict,
+    device: torch.device,
+    batch: int,
+    size: int,
+    timing: dict[str, Any],
+    precisions: list[str],
+    speed: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Training-step samples/s (forward with features, loss, backward, Adam step) per precision row
+    (``fp32``; ``bf16-mixed`` = ``torch.autocast`` bf16, as Lightning's ``precision=bf16-mixed``) in both
+    memory formats, all timed interleaved.
+
+    Returns ``{"train_step": {precision: figures, "default": ..., "default_vs_best": ...},
+    "train_step_nchw": {precision: figures}}``: ``train_step`` in channels_last, ``train_step_nchw`` in
+    NCHW. The default is what ``deblur-train`` resolves (:func:`deblur.speed_probe.choose_training_speed`
+    with ``speed``: ``channels_last``, ``precision`` (null / auto = probe), ``mode``, ``cache``, ...);
+    ``default_vs_best`` = the fastest row's minimum time / the default's (``_median``: from medians)."""
+    speed = dict(speed or {})
+    chosen = choose_training_speed(
+        model_cfg, loss_cfg, device, batch=batch, size=size, channels_last=speed.get("channels_last"),
+        precision=speed.get("precision"), **_speed_kwargs(speed),
+    )  # fmt: skip
+    names = {v: k for k, v in TRAIN_PRECISION_NAMES.items()}
+    rows = list(precisions)
+    default_row = names.get(chosen.precision)
+    if default_row is None:
+        raise ValueError(f"train_step: the default precision {chosen.precision!r} is not one the bench times")
+    if default_row not in rows:
+        rows.append(default_row)
+    calls = _train_step_calls(model_cfg, loss_cfg, device, batch, size, [True, False], rows)
+    measured = time_interleaved(calls, device, memory=True, **timing)
+    figures = {key: _step_figures(m, batch) for key, m in measured.items()}
+    out: dict[str, Any] = {
+        "train_step": {p: figures[(True, p)] for p in rows},
+        "train_step_nchw": {p: figures[(False, p)] for p in rows},
+    }
+    default_key = (chosen.channels_last, default_row)
+    flat = {f"{'channels_last' if cl else 'nchw'}/{p}": f for (cl, p), f in figures.items()}
+    default_name = f"{'channels_last' if chosen.channels_last else 'nchw'}/{default_row}"
+    ratio, best = default_vs_best(flat, default_name)
+    ratio_median, _ = default_vs_best(flat, default_name, "ms")
+    out["train_step"]["default"] = {
+        **figures[default_key], "channels_last": chosen.channels_last, "precision": chosen.precision,
+        "probe": chosen.as_dict(),
+    }  # fmt: skip
+    out["train_step"]["default_vs_best"] = ratio
+    out["train_step"]["default_vs_best_median"] = ratio_median
+    out["train_step"]["best_option"] = best
+    log.info("training default %s (%s): fastest tested %s, best / default = %.2f (min), %.2f (median)",
+             chosen.options.label(), chosen.source, best, ratio, ratio_median)  # fmt: skip
+    return out
 
 
 def bench_train_step(
@@ -234,37 +418,9 @@ def bench_train_step(
     precisions: list[str],
     channels_last: bool = True,
 ) -> dict[str, Any]:
-    """Training-step samples/s (forward with features, loss, backward, Adam step) per precision:
-    ``fp32`` and ``bf16-mixed`` (``torch.autocast`` bf16, as Lightning's ``precision=bf16-mixed``), in
-    the memory format ``deblur-train`` uses (``channels_last``, the train.yaml default) or NCHW."""
-    from deblur.lit.restoration import RestorationModule
-
-    torch.manual_seed(0)
-    optim = {"name": "adam", "lr": 1e-4}
-    module = RestorationModule(model=model_cfg, loss=loss_cfg, optim=optim, channels_last=channels_last)
-    module = module.to(device).train()
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
-    batch_in = {"blurry": sample_batch(batch, size, size, device)}
-    batch_in["sharp"] = batch_in["blurry"].flip(-1)
-    batch_in = module.to_layout(batch_in)
-    blurry, sharp = batch_in["blurry"], batch_in["sharp"]
-    out: dict[str, Any] = {}
-    for precision in precisions:
-        autocast = precision == "bf16-mixed"
-
-        def step(autocast: bool = autocast) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                _, total, _ = module.compute_loss(blurry, sharp)
-            total.backward()
-            optimizer.step()
-
-        with PeakMemory(device) as peak:
-            measured = time_call(step, device, **timing)
-        out[precision] = {
-            "ms": measured.seconds * 1e3,
-            "samples_per_s": batch / measured.seconds,
-            "runs": measured.runs,
-            "peak_memory_mib": peak.mib,
-        }
-    return out
+    """Training-step figures per precision row in one memory format (``channels_last`` or NCHW), the
+    precisions timed interleaved: ``{precision: {"ms", "min_ms", "samples_per_s", "runs",
+    "peak_memory_mib"}}``."""
+    calls = _train_step_calls(model_cfg, loss_cfg, device, batch, size, [channels_last], precisions)
+    measured = time_interleaved(calls, device, memory=True, **timing)
+    return {p: _step_figures(measured[(channels_last, p)], batch) for p in precisions}

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from deblur.bench import models, pipeline, report
+from deblur.bench import gpu, models, pipeline, report
 from deblur.bench.peak import measure_peaks
 from deblur.config import register_configs
 from deblur.paths import CONF_DIR
@@ -90,6 +90,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(cfg.threads))
     device = select_device(cfg.device)
     timing = OmegaConf.to_container(cfg.timing)
+    speed = OmegaConf.to_container(cfg.speed) if "speed" in cfg else None
     mac_sizes = [tuple(int(v) for v in s) for s in cfg.mac_sizes]
     fwd, step = cfg.forward, cfg.train_step
     hd = tuple(int(v) for v in fwd.hd) if fwd.hd else None
@@ -123,15 +124,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         try:
             entry.update(
                 models.bench_forward(
-                    model_cfg, entry, device, peak, fwd.batch, fwd.size, hd, timing, bool(fwd.compile)
+                    model_cfg, entry, device, peak, fwd.batch, fwd.size, hd, timing, bool(fwd.compile), speed
                 )
             )
         except Exception as err:  # noqa: BLE001
             log.exception("forward of %s failed", preset)
             entry["forward_error"] = f"{type(err).__name__}: {err}"
-        for key, layout in (("train_step", True), ("train_step_nchw", False)):
-            _guarded(entry, key, models.bench_train_step, model_cfg, loss_cfg, device, step.batch,
-                     step.size, timing, list(step.precisions), layout)  # fmt: skip
+        _guarded(entry, "train_steps", models.bench_train_steps, model_cfg, loss_cfg, device, step.batch,
+                 step.size, timing, list(step.precisions), speed)  # fmt: skip
+        steps = entry.pop("train_steps")  # {"train_step": ..., "train_step_nchw": ...} or {"error": ...}
+        entry.update(steps if "error" not in steps else {"train_step": steps, "train_step_nchw": {}})
         work = f"train_gmacs_{models.size_key(step.size, step.size)}"
         entry[work] = models.count_train_step(model_cfg, loss_cfg, step.size, step.batch)
         for figures in [*entry["train_step"].values(), *entry["train_step_nchw"].values()]:
@@ -147,7 +149,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         images = models.sample_batch(
             cfg.analysis.images, cfg.analysis.size, cfg.analysis.size, torch.device("cpu")
         )
-        _guarded(result, "analysis", pipeline.bench_analysis, images, cfg.analysis.repeats)
+        _guarded(result, "analysis", pipeline.bench_analysis, images, cfg.analysis.repeats, device, timing)
     if cfg.tiling.enabled:
         log.info("tiled inference")
         t = cfg.tiling
@@ -159,6 +161,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         overrides = [*cfg.precision_run.overrides, *cfg.model_overrides, f"seed={cfg.seed}"]
         _guarded(result, "precision_run", pipeline.bench_precision_run, compose_train, overrides,
                  Path(cfg.output) / "precision_run")  # fmt: skip
+    gpu_cfg = OmegaConf.to_container(cfg.gpu, resolve=True) if "gpu" in cfg else {"enabled": False}
+    if gpu_cfg.get("enabled") or (gpu_cfg.get("enabled") is None and device.type == "cuda"):
+        log.info("GPU tables")
+        _guarded(result, "gpu", gpu.bench_gpu, configs, list(gpu_cfg.get("presets") or cfg.timed), device,
+                 result["peak"], gpu_cfg, timing, speed)  # fmt: skip
     result["targets"] = report.targets(result, cfg.targets_preset)
     json_path, md_path = report.write(result, Path(cfg.output))
     log.info("wrote %s and %s", json_path, md_path)

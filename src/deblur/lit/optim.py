@@ -130,7 +130,7 @@ def plot_fddn_schedules(path: str, epochs: int = 2500, pairs: int = 2103, batch_
     from omegaconf import OmegaConf
 
     from deblur.paths import CONF_DIR
-    from deblur.utils.io import atomic_write
+    from deblur.utils.files import atomic_write
 
     per_epoch = pairs // batch_size
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.1))
