@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# the speed probe's cache: one file per test session, never the user's ~/.cache (subprocesses inherit it)
+os.environ.setdefault(
+    "DEBLUR_SPEED_CACHE", os.path.join(tempfile.mkdtemp(prefix="deblur-speed-cache-"), "speed.json")
+)
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

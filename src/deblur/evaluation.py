@@ -166,6 +166,21 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _first_image(name: str, roots: Mapping[str, Any], options: Mapping[str, Any], settings: Any) -> Any:
+    """The first blurry test image of dataset ``name`` (a tile of it when tiling), (1, 3, H, W) in [0, 1]:
+    the speed probe's input. None when the dataset cannot be listed (the evaluation then says why)."""
+    import torch
+
+    cfg = {"name": name, **(options.get(name) or {}), "root": str(roots[name]), "validate": False,
+           "on_bad_pair": "skip"}
+    try:
+        blurry = read_rgb(list_pairs(name, cfg, "val")[0][0])
+    except (ValueError, OSError, IndexError):
+        return None
+    x = torch.from_numpy(np.ascontiguousarray(blurry).transpose(2, 0, 1).copy()).float().div_(255.0)[None]
+    return x[..., : settings.tile, : settings.tile] if settings.tile else x
+
+
 def evaluate(
     ckpt_path: str | os.PathLike,
     datasets: Sequence[str],
@@ -224,7 +239,8 @@ def evaluate(
     output_dir = Path(output_dir)
 
     net, model_cfg = load_model(ckpt_path, model)
-    net, options, device = prepare_network(net, settings)
+    net, options, device = prepare_network(net, settings, example=_first_image(datasets[0], roots,
+                                                                              dataset_options, settings))
     log.info("inference options: %s", options.as_dict())
     summaries: dict[str, Any] = {}
     for name in datasets:

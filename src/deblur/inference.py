@@ -206,7 +206,7 @@ def restore(
 
 
 def prepare_network(
-    net: nn.Module, settings: InferenceSettings | None = None
+    net: nn.Module, settings: InferenceSettings | None = None, example: torch.Tensor | None = None
 ) -> tuple[nn.Module, InferenceOptions, torch.device]:
     """Get a loaded network ready to run as ``settings`` say: device, speed options and TLC
     (:func:`deblur.models.tlc.convert_to_tlc` when ``settings.tlc.enabled``).
@@ -214,6 +214,9 @@ def prepare_network(
     Args:
         net: a network in eval mode (e.g. from :func:`deblur.checkpoints.load_model`); left unchanged.
         settings: the inference settings (:class:`deblur.config.inference.InferenceSettings`); None: defaults.
+        example: a representative input, (3, H, W) or (N, 3, H, W) in [0, 1] (e.g. the first image): with
+            ``speed=probe`` the options left null are timed on it (:func:`deblur.speed_probe.resolve_speed`,
+            cached); None, or ``speed=fixed``: the fixed rule.
 
     Returns:
         ``(prepared network, the speed options used, the device)``; pass the options to :func:`restore`.
@@ -224,14 +227,18 @@ def prepare_network(
 
     settings = settings or InferenceSettings()
     device = select_device(settings.device)
-    options = resolve_options(device, **settings.speed)
     if settings.tlc.enabled:
         from deblur.models.tlc import convert_to_tlc, revert_tlc
 
         convert_to_tlc(net, settings.tlc.base_size, settings.tlc.train_size)
-        try:
-            prepared = prepare_for_inference(net, options, device)  # a converted copy
-        finally:
+    try:  # the probe times the network as it will run (TLC included)
+        probe_net = net.to(device) if settings.speed_mode == "probe" and example is not None else None
+        options = resolve_options(
+            device, net=probe_net, example=None if example is None else example.to(device),
+            mode=settings.speed_mode, cache=settings.speed_cache, **settings.speed,
+        )  # fmt: skip
+        prepared = prepare_for_inference(net, options, device)  # a copy
+    finally:
+        if settings.tlc.enabled:
             revert_tlc(net)  # the caller's network is left as it was
-        return prepared, options, device
-    return prepare_for_inference(net, options, device), options, device
+    return prepared, options, device

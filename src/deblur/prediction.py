@@ -132,6 +132,21 @@ def plan_outputs(
     return plan
 
 
+def _example(plan: list[tuple[Path, Path]], tile: int | None) -> Any:
+    """The first readable input as a (1, 3, H, W) tensor (a tile when tiling): the speed probe's input."""
+    import torch
+
+    for path, _ in plan:
+        try:
+            image, _ = read_image(path)
+        except ImageReadError:
+            continue
+        rgb = to_float(image if image.ndim == 3 else image[:, :, None].repeat(3, axis=2))
+        x = torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None]
+        return x[..., :tile, :tile] if tile else x
+    return None
+
+
 def predict_images(
     ckpt_path: str | os.PathLike,
     input: str,
@@ -179,7 +194,7 @@ def predict_images(
         log.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), out_dir)
 
     net, model_cfg = load_model(ckpt_path, model=model, device="cpu")
-    net, options, device = prepare_network(net, settings)
+    net, options, device = prepare_network(net, settings, example=_example(plan, settings.tile))
     log.info("network %s on %s; %d image(s)", model_cfg.get("name"), device, len(plan))
     log.info("inference options: %s", options.as_dict())
     written: list[str] = []

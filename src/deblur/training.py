@@ -364,6 +364,32 @@ def keep_csv_history(trainer: L.Trainer, resume_step: int) -> None:
 
 
 # ---------------------------------------------------------------- the run
+def training_speed(cfg: DictConfig) -> tuple[bool, str]:
+    """``(channels_last, trainer precision)`` of a run: as configured, or probed where left open.
+
+    ``channels_last: null`` and / or ``trainer.precision: auto`` time a few training steps of the configured
+    network and loss at the training crop (:func:`deblur.speed_probe.choose_training_speed`, cached per
+    machine) and take the fastest; ``speed=fixed`` takes the fixed rule instead. The defaults are fixed
+    (``channels_last: true``, ``32-true``): docs/training.md says why.
+    """
+    channels_last, precision = cfg.get("channels_last"), str(cfg.trainer.precision)
+    if channels_last is not None and precision != "auto":
+        return bool(channels_last), precision
+    from deblur.speed_probe import choose_training_speed
+    from deblur.utils.device import select_device
+
+    accelerator = str(cfg.trainer.get("accelerator") or "auto")
+    device = select_device("cuda" if accelerator in ("gpu", "cuda") else accelerator)
+    chosen = choose_training_speed(
+        _container(cfg.model), _container(cfg.loss), device,
+        batch=int(cfg.data.batch_size), size=int(cfg.data.get("crop_size") or 256),
+        channels_last=channels_last, precision=None if precision == "auto" else precision,
+        mode=str(cfg.get("speed") or "probe"), cache=cfg.get("speed_cache"),
+    )  # fmt: skip
+    log.info("training speed: channels_last=%s, precision=%s", chosen.channels_last, chosen.precision)
+    return bool(chosen.channels_last), str(chosen.precision)
+
+
 def initialise_weights(module: RestorationModule, path: str, resuming: bool = False) -> None:
     """``init_from=<file>``: start training from the weights in ``path`` (fine-tuning).
 
@@ -409,6 +435,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
         check_checkpoint_model(ckpt_path, _container(cfg.model))
         start_step = _announce_resume(cfg, ckpt_path)
+    channels_last, precision = training_speed(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = DeblurDataModule(
         data=_container(cfg.data), augment=_container(cfg.get("augment")), shuffle_seed=int(cfg.seed)
@@ -417,11 +444,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model=_container(cfg.model),
         loss=_container(cfg.loss),
         optim=_container(cfg.optim),
-        channels_last=bool(cfg.get("channels_last", False)),
+        channels_last=channels_last,
     )
     if cfg.get("init_from"):
         initialise_weights(module, str(cfg.init_from), resuming=ckpt_path is not None)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, precision=precision)
     if start_step and Path(ckpt_path).resolve().parent == (output_dir / "checkpoints").resolve():
         keep_csv_history(trainer, start_step)
     wandb_loggers = wandb_loggers_of(trainer)

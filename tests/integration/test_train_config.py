@@ -109,3 +109,14 @@ def test_table5_ablations_select_fddn(compose_train, variant):
     assert cfg.model.num_fdb == 16
     # the command line's preset wins over the ablation's model choice
     assert compose_train(f"ablation=fddn/{variant}", "model=fddn_small").model.num_fdb == 4
+
+
+def test_training_speed_is_as_configured_or_chosen_where_left_open(compose_train):
+    from deblur.training import training_speed
+
+    assert training_speed(compose_train()) == (True, "32-true")  # the fixed defaults, no probe
+    assert training_speed(compose_train("channels_last=false", "trainer.precision=bf16-mixed")) == (
+        False, "bf16-mixed",
+    )  # fmt: skip
+    chosen = training_speed(compose_train("channels_last=null", "trainer.precision=auto", "speed=fixed"))
+    assert chosen[1] in ("32-true", "bf16-mixed") and isinstance(chosen[0], bool)

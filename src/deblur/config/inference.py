@@ -49,6 +49,8 @@ class InferenceSettings:
     tile_overlap: int = 32
     speed: dict[str, Any] = field(default_factory=dict)
     tlc: TLCSettings = field(default_factory=TLCSettings)
+    speed_mode: str = "probe"
+    speed_cache: Any = None
 
     def __post_init__(self) -> None:
         if self.tile is not None:
@@ -61,6 +63,8 @@ class InferenceSettings:
         unknown = set(self.speed) - set(SPEED_KEYS)
         if unknown:
             raise ValueError(f"unknown speed option(s) {sorted(unknown)}; options: {list(SPEED_KEYS)}")
+        if self.speed_mode not in ("probe", "fixed"):
+            raise ValueError(f"speed must be probe or fixed, got {self.speed_mode!r}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> InferenceSettings:
@@ -72,4 +76,6 @@ class InferenceSettings:
             tile_overlap=cfg.get("tile_overlap", 32),
             speed={key: cfg.get(key) for key in SPEED_KEYS if cfg.get(key) is not None},
             tlc=TLCSettings(**{k: tlc[k] for k in ("enabled", "base_size", "train_size") if k in tlc}),
+            speed_mode=str(cfg.get("speed") or "probe"),
+            speed_cache=cfg.get("speed_cache"),
         )
