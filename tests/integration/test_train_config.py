@@ -114,7 +114,9 @@ def test_table5_ablations_select_fddn(compose_train, variant):
 def test_training_speed_is_as_configured_or_chosen_where_left_open(compose_train):
     from deblur.training import training_speed
 
-    assert training_speed(compose_train()) == (True, "32-true")  # the fixed defaults, no probe
+    assert training_speed(compose_train("speed=fixed")) == (True, "32-true")  # the fixed rule, no timing
+    tiny = ["data.crop_size=32", "data.batch_size=2"]  # below the probe's minimum size: the fixed rule
+    assert training_speed(compose_train(*tiny)) == (True, "32-true")
     assert training_speed(compose_train("channels_last=false", "trainer.precision=bf16-mixed")) == (
         False, "bf16-mixed",
     )  # fmt: skip
