@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from deblur.bench.pipeline import plain_band_entropies
 from deblur.bench.report import strict_json
-from deblur.cli.bench import run
+from deblur.bench.run import run
 from deblur.paths import CONF_DIR
 
 TINY_BENCH = [
@@ -132,7 +132,7 @@ def test_bench_writes_every_documented_key(tmp_path):
 def _tiny_msfs():
     from omegaconf import OmegaConf
 
-    from deblur.cli.bench import compose_train
+    from deblur.bench.run import compose_train
     from deblur.models.registry import build_model
 
     cfg = compose_train(["model=msfs_small", "model.width=8"])

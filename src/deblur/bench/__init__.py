@@ -1,6 +1,6 @@
 """``deblur-bench``: the cost of every model, loader and analysis, against the machine's own limit.
 
-One run (``deblur.cli.bench``) measures, on one device:
+One run (``deblur-bench``, :func:`deblur.bench.run.run`) measures, on one device:
 
 * :mod:`~deblur.bench.peak`: the machine's peak 3x3-convolution rate (GFLOP/s) for each precision and
   memory format it offers;
