@@ -665,7 +665,7 @@ class TrainStepTimer:
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            _, total, _ = module._loss(blurry, sharp)
+            _, total, _ = module.compute_loss(blurry, sharp)
         total.backward()
         optimizer.step()
         _synchronize(self.device)

@@ -199,7 +199,8 @@ def test_nan_keeps_the_last_finite_checkpoint_and_names_its_step(compose_train, 
 
 # ---------------------------------------------------------------- 12: user errors are one message
 def test_train_command_prints_a_user_error_as_one_message_with_exit_code_2(compose_train, tmp_path, capsys):
-    cfg = compose_train("data=pairs", f"data.root={tmp_path / 'missing'}", "data.num_workers=0", *TINY_MODEL)
+    missing = f"data.root={tmp_path / 'missing'}"
+    cfg = compose_train("data=pairs", missing, "data.num_workers=0", "speed=fixed", *TINY_MODEL)
     with pytest.raises(SystemExit) as exit_:
         _train_job(cfg)
     assert exit_.value.code == 2
@@ -321,7 +322,8 @@ def test_train_command_user_error_and_a_flat_sweep_from_the_shell(tmp_path):
     env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "deblur.cli.train"]
     missing = subprocess.run(
-        [*base, "data=pairs", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'bad'}"],
+        [*base, "data=pairs", f"data.root={tmp_path / 'nowhere'}", "speed=fixed",
+         f"hydra.run.dir={tmp_path / 'bad'}"],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert missing.returncode == 2

@@ -230,6 +230,6 @@ def test_loss_features_work_with_one_shared_anchor_projection():
     for k in range(3):
         assert features.dec_high[k].shape == features.enc_high[k].shape == (1, 4, 16 >> k, 24 >> k)
     total, parts = MSFSLoss()(pred, y, features=features, encode=net.encode_frequencies)
-    assert set(parts) == {"l1", "clm", "consistency"} and torch.isfinite(total)
+    assert {"l1", "clm", "consistency"} <= set(parts) and torch.isfinite(total)
     total.backward()
     assert net.anchor_projection.weight.grad.abs().sum() > 0

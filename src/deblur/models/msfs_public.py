@@ -55,6 +55,7 @@ PUBLIC_MODEL_CONFIG: Mapping[str, Any] = MappingProxyType(
         "reduction": 16,
         "use_fsm": True,
         "use_csffm": True,
+        "use_skip": True,
         "csffm_init": (-1.0, -0.6),
         "norm": "batch",
         "fsm_conv_shortcut": True,
