@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 #: the smallest MSFS-Net with every stage present (one block each); as a model config
@@ -13,3 +14,18 @@ TINY_MSFS: dict[str, Any] = {
 def model_overrides(model: dict[str, Any]) -> list[str]:
     """``model.<key>=<value>`` overrides of a model config (its ``name`` comes from ``model=``)."""
     return [f"model.{key}={value}" for key, value in model.items() if key != "name"]
+
+
+def save_tiny_checkpoint(path: Path, model: dict[str, Any] | None = None) -> Path:
+    """A random tiny network saved as Lightning saves checkpoints (state_dict + plain hyperparameters)."""
+    import torch
+
+    from deblur.lit.restoration import RestorationModule
+
+    torch.manual_seed(0)
+    module = RestorationModule(
+        model=dict(model or TINY_MSFS), loss={"name": "msfs"}, optim={"name": "adam", "lr": 1e-4}
+    )
+    payload = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 0}
+    torch.save(payload, path)
+    return path

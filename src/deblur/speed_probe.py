@@ -73,6 +73,7 @@ from deblur.speedups import (
     prepare_for_inference,
     to_input,
 )
+from deblur.utils.device import cpu_name
 from deblur.utils.files import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -200,18 +201,6 @@ def _torch_version() -> str:
     return torch.__version__
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "cpu"
-
-
 def device_name(device: torch.device) -> str:
     """What the timings depend on besides the software: the GPU's name, or the CPU model and the number
     of torch threads (``"AMD EPYC (cpu, 2 threads)"``)."""
@@ -219,7 +208,7 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (cuda)"
     if device.type == "cpu":
-        return f"{_cpu_model()} (cpu, {torch.get_num_threads()} threads)"
+        return f"{cpu_name()} (cpu, {torch.get_num_threads()} threads)"
     return device.type
 
 

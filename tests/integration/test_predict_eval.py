@@ -26,10 +26,9 @@ from deblur.cli.train import train
 from deblur.config import register_configs
 from deblur.config.inference import InferenceSettings
 from deblur.evaluation import evaluate
-from deblur.lit.restoration import RestorationModule
 from deblur.paths import CONF_DIR, REPO_ROOT
 from deblur.speedups import default_options
-from tests.tiny import TINY_MSFS
+from tests.tiny import TINY_MSFS, save_tiny_checkpoint
 from tests.unit.test_datasets import make_gopro, make_hide
 
 TINY_MODEL = {**TINY_MSFS, "norm": "batch"}  # spelled out: model=msfs_small (plain weights) has none
@@ -54,15 +53,7 @@ def _compose(config_name: str, *overrides: str):
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """A checkpoint laid out like Lightning's: state_dict (net.* keys) + plain hyper_parameters."""
-    torch.manual_seed(0)
-    module = RestorationModule(
-        model=dict(TINY_MODEL), loss={"name": "msfs"}, optim={"name": "adam", "lr": 1e-4}
-    )
-    path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
-    torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 0}, path
-    )
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "last.ckpt", TINY_MODEL)
 
 
 class _Payload:

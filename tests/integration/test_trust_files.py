@@ -11,15 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageOps
 
 from deblur.config.inference import InferenceSettings
 from deblur.data.datasets import build_dataset, list_pairs, read_rgb
 from deblur.data.validate import DatasetError
-from deblur.lit.restoration import RestorationModule
 from deblur.prediction import PredictionIncomplete, predict_images
-from tests.tiny import TINY_MSFS
+from tests.tiny import TINY_MSFS, save_tiny_checkpoint
 from tests.unit.test_datasets import sharp_image
 
 TINY_MODEL = TINY_MSFS
@@ -29,15 +27,7 @@ CPU = InferenceSettings(device="cpu")
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """A tiny random MSFS-Net saved the way Lightning saves checkpoints."""
-    torch.manual_seed(0)
-    module = RestorationModule(
-        model=dict(TINY_MODEL), loss={"name": "msfs"}, optim={"name": "adam", "lr": 1e-4}
-    )
-    path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
-    torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 0}, path
-    )
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "last.ckpt", TINY_MODEL)
 
 
 def _write(path: Path, rgb: np.ndarray) -> Path:

@@ -24,7 +24,7 @@ from deblur.bench import gpu, models, pipeline, report
 from deblur.bench.peak import measure_peaks
 from deblur.config import register_configs
 from deblur.paths import CONF_DIR
-from deblur.utils.device import select_device
+from deblur.utils.device import cpu_name, select_device
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -39,7 +39,7 @@ def compose_train(overrides: list[str]) -> DictConfig:
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "device": str(device),
         "device_name": name,
@@ -49,16 +49,6 @@ def _machine(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def _check_presets(cfg: DictConfig) -> None:
