@@ -143,3 +143,17 @@ def test_deblur_train_lists_the_options_of_an_unknown_ablation():
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "msfs/no_csffm" in result.stderr and "fddn/no_fdb" in result.stderr
+
+
+def test_validation_scores_do_not_depend_on_the_training_precision(compose_train, tmp_path):
+    """The blurry input's PSNR / SSIM involve no network: bf16-mixed training must report the fp32 values
+    (SSIM's filtering under bf16 autocast once gave 0.32 instead of 0.81)."""
+    scores = {}
+    for precision in ("32-true", "bf16-mixed"):
+        cfg = compose_train(
+            "debug=fdr", "channels_last=true", f"trainer.precision={precision}", *TINY_TRAIN,
+            f"paths.output_dir={tmp_path / precision}",
+        )  # fmt: skip
+        payload = train(cfg)
+        scores[precision] = (payload["val/psnr_input"], payload["val/ssim_input"])
+    assert scores["bf16-mixed"] == pytest.approx(scores["32-true"], abs=1e-5)

@@ -105,13 +105,17 @@ class RestorationModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         batch = self.to_layout(batch)
         blurry, sharp = batch["blurry"], batch["sharp"]
-        pred = self.net(blurry).clamp(0.0, 1.0)
+        pred = self.net(blurry).float().clamp(0.0, 1.0)
         # unpaired data (data=folder) has no ground truth: show images, score nothing
         if bool(torch.as_tensor(batch.get("has_ground_truth", True)).all()):
-            self.val_psnr.update(pred, sharp)
-            self.val_ssim.update(pred, sharp)
-            self.val_psnr_input.update(blurry, sharp)
-            self.val_ssim_input.update(blurry, sharp)
+            # scores in fp32 whatever the training precision: under bf16 autocast SSIM's Gaussian
+            # filtering would run in bf16 and report wrong numbers
+            with torch.autocast(blurry.device.type, enabled=False):
+                blurry, sharp = blurry.float(), sharp.float()
+                self.val_psnr.update(pred, sharp)
+                self.val_ssim.update(pred, sharp)
+                self.val_psnr_input.update(blurry, sharp)
+                self.val_ssim_input.update(blurry, sharp)
         if batch_idx == 0:
             n = self.num_log_images
             self.last_val_samples = (blurry[:n].cpu(), pred[:n].cpu(), sharp[:n].cpu())
