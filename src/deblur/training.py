@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.experimental.callback import Callback as HydraCallback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,7 +41,7 @@ from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.models.registry import size_mb
-from deblur.utils.files import atomic_write, atomic_write_json, atomic_write_text
+from deblur.utils.files import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 #: the run's own messages (resume notices, the final table): written to the run's log files only (they
@@ -665,74 +664,3 @@ def _print_summary(payload: dict[str, Any]) -> None:
     say("\n" + summary_text(payload) + "\n")
     if payload.get("stopped_by") not in (None, *COMPLETE):
         log.warning(stop_line(payload))
-
-
-# ---------------------------------------------------------------- sweeps
-def sweep_table(sweep_dir: str | Path) -> str | None:
-    """A Markdown table of the jobs of a sweep folder (job folder, val/psnr, val/ssim, gain, steps, stop),
-    from their metrics.json; None when no job wrote one."""
-    from deblur.analysis.tables import load_runs
-
-    sweep = Path(sweep_dir)
-    runs = load_runs([sweep])
-    if not runs:
-        return None
-    lines = [
-        f"Jobs of {sweep} ({len(runs)} with metrics.json)",
-        "",
-        "| job | PSNR (dB) | SSIM | gain (dB) | steps | stopped by |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for run in runs:
-        job = Path(run["_path"]).parent.relative_to(sweep).as_posix()
-        steps = run.get("steps", run.get("global_step"))
-        planned = run.get("planned_steps")
-        lines.append(
-            f"| {job} | {run.get('val/psnr', math.nan):.2f} | {run.get('val/ssim', math.nan):.4f} | "
-            f"{run.get('val/psnr_gain', math.nan):+.2f} | {steps}{f' / {planned}' if planned else ''} | "
-            f"{run.get('stopped_by', '?')} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _study_collector(name: str) -> Any:
-    """``experiments/<name>/collect.py`` as a module when it collects training sweeps (its
-    ``collect(sweep_dirs, ...)`` reads the jobs' metrics.json; a source checkout only), else None."""
-    import importlib.util
-    import inspect
-
-    from deblur.paths import REPO_ROOT
-
-    path = REPO_ROOT / "experiments" / name / "collect.py"
-    if not name or not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location(f"deblur_collect_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    collect = getattr(module, "collect", None)
-    if collect is None or next(iter(inspect.signature(collect).parameters), None) != "sweep_dirs":
-        return None  # e.g. cross_dataset's collector reads deblur-eval's results.json
-    return module
-
-
-class SweepSummary(HydraCallback):
-    """Hydra callback (``conf/train.yaml``, ``hydra.callbacks``): when a ``deblur-train`` multirun ends,
-    print its study's table (the collector ``experiments/<study>/collect.py`` of a sweep folder named after
-    the study, e.g. ``study=msfs_ablation``; it also writes ``results.md``) and, for every sweep, the jobs'
-    table, written to ``<sweep dir>/jobs.md``."""
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep = Path(str(config.hydra.sweep.dir))
-        if not sweep.is_dir():
-            return
-        collector = _study_collector(sweep.name)
-        if collector is not None:
-            try:
-                collector.collect([sweep])
-            except (SystemExit, Exception) as err:  # noqa: BLE001 - a summary must not fail the sweep
-                log.warning("the study collector of %s did not run: %s", sweep.name, err)
-        table = sweep_table(sweep)
-        if table is not None:
-            atomic_write_text(sweep / "jobs.md", table)
-            print("\n" + table)
-            log.info("sweep summary written to %s", sweep / "jobs.md")

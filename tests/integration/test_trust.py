@@ -26,8 +26,8 @@ from deblur.data.datamodule import DeblurDataModule
 from deblur.data.validate import DatasetError
 from deblur.errors import UserError
 from deblur.paths import CONF_DIR
+from deblur.sweeps import SweepSummary
 from deblur.training import (
-    SweepSummary,
     TrainingDiverged,
     route_logs_to_run_file,
     train,
