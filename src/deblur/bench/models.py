@@ -408,19 +408,3 @@ def bench_train_steps(
     return out
 
 
-def bench_train_step(
-    model_cfg: dict,
-    loss_cfg: dict,
-    device: torch.device,
-    batch: int,
-    size: int,
-    timing: dict[str, Any],
-    precisions: list[str],
-    channels_last: bool = True,
-) -> dict[str, Any]:
-    """Training-step figures per precision row in one memory format (``channels_last`` or NCHW), the
-    precisions timed interleaved: ``{precision: {"ms", "min_ms", "samples_per_s", "runs",
-    "peak_memory_mib"}}``."""
-    calls = _train_step_calls(model_cfg, loss_cfg, device, batch, size, [channels_last], precisions)
-    measured = time_interleaved(calls, device, memory=True, **timing)
-    return {p: _step_figures(measured[(channels_last, p)], batch) for p in precisions}
