@@ -44,6 +44,7 @@ from torch import nn
 from deblur.models.distillation import LATENT_VARIANTS, make_latent_block
 from deblur.models.fsb import LEAKY_SLOPE, fsb_channels
 from deblur.models.inception import InceptionDownsample
+from deblur.models.legacy_keys import register_upgrade, rename_keys
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.models.rcab import RCAB
 from deblur.models.upsample import PixelShuffleUpsample
@@ -66,22 +67,11 @@ def upgrade_state_dict(state: Mapping[str, Any], prefix: str = "") -> dict[str, 
 
         net.load_state_dict(upgrade_state_dict(old_state))
     """
-    old = prefix + "head."
-    out: dict[str, Any] = {}
-    for key, value in state.items():
-        new = prefix + "conv_first." + key[len(old) :] if key.startswith(old) else key
-        if new in out:
-            raise ValueError(f"upgrade_state_dict: old key {key!r} and another key both give {new!r}")
-        out[new] = value
-    return out
+    return rename_keys(state, prefix, _upgrade_key)
 
 
-def _upgrade_on_load(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    """load_state_dict pre-hook: rename old keys under ``prefix`` in place (the dict is load's own copy)."""
-    if any(k.startswith(prefix + "head.") for k in state_dict):
-        upgraded = upgrade_state_dict(state_dict, prefix)  # fails if an old and a new key collide
-        state_dict.clear()
-        state_dict.update(upgraded)
+def _upgrade_key(name: str) -> str:
+    return "conv_first." + name[len("head.") :] if name.startswith("head.") else name
 
 
 def _rcabs(channels: int, count: int, reduction: int) -> nn.Sequential:
@@ -158,7 +148,7 @@ class FDDN(nn.Module):
         self.up_full = PixelShuffleUpsample(2 * width, width)
         self.decode_full = _rcabs(width, decoder_rcabs, rcab_reduction)
         self.tail = nn.Conv2d(width, in_channels, 3, padding=1)
-        self.register_load_state_dict_pre_hook(_upgrade_on_load)
+        register_upgrade(self, _upgrade_key)
 
     upgrade_state_dict = staticmethod(upgrade_state_dict)
 

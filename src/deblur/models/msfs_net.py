@@ -52,6 +52,7 @@ from torch import nn
 
 from deblur.models.csffm import CrossScaleFeatureFusion, NoSkip, SkipConcatenation
 from deblur.models.fsm import FrequencyFeatures, FrequencySeparationModule, PlainConvModule
+from deblur.models.legacy_keys import register_upgrade, rename_keys
 from deblur.models.norm_stats import (
     BatchNormStats,
     batchnorm_layers,
@@ -240,22 +241,7 @@ def upgrade_state_dict(state: Mapping[str, Any], prefix: str = "") -> dict[str, 
 
         net.load_state_dict(upgrade_state_dict(torch.load(path)))  # load_state_dict also does it itself
     """
-    out: dict[str, Any] = {}
-    for key, value in state.items():
-        new = prefix + _upgrade_key(key[len(prefix) :]) if key.startswith(prefix) else key
-        if new in out:
-            raise ValueError(f"upgrade_state_dict: old key {key!r} and another key both give {new!r}")
-        out[new] = value
-    return out
-
-
-def _upgrade_on_load(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    """load_state_dict pre-hook: rename old keys under ``prefix`` in place (the dict is load's own copy)."""
-    names = [k[len(prefix) :] for k in state_dict if k.startswith(prefix)]
-    if any(_upgrade_key(name) != name for name in names):
-        upgraded = upgrade_state_dict(state_dict, prefix)  # fails if an old and a new key collide
-        state_dict.clear()
-        state_dict.update(upgraded)
+    return rename_keys(state, prefix, _upgrade_key)
 
 
 class MSFSNet(nn.Module):
@@ -373,7 +359,7 @@ class MSFSNet(nn.Module):
         self.conv_last = nn.Conv2d(width, in_channels, out_kernel_size, padding=out_kernel_size // 2)
         self.aux_conv_half = nn.Conv2d(width, in_channels, 1) if aux_outputs else None
         self.aux_conv_quarter = nn.Conv2d(width, in_channels, 1) if aux_outputs else None
-        self.register_load_state_dict_pre_hook(_upgrade_on_load)
+        register_upgrade(self, _upgrade_key)
 
     upgrade_state_dict = staticmethod(upgrade_state_dict)
 
