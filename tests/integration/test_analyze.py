@@ -227,3 +227,50 @@ def test_frequency_gap_reruns_the_network_without_returned_predictions_and_every
     assert "val/js_high_1" in first and "val/js_input_high_1" not in first
     second = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     assert "val/js_high_1" not in second and "val/psnr" in second
+
+
+# ------------------------------------------------------------------------------------------ few images
+def test_max_images_takes_distinct_photos_and_few_of_them_are_flagged(tmp_path, caplog, monkeypatch):
+    """Two samples of the validation split were two blurs of one photo (JS ~0.99, an artefact); now they
+    are two photos, and an analysis of fewer than MIN_DISTINCT_IMAGES photos says so everywhere."""
+    import deblur.analysis.figures as figures
+    from deblur.analysis.sample_size import MIN_DISTINCT_IMAGES
+
+    drawn = []
+    original = figures.plot_entropy_distributions
+    monkeypatch.setattr(figures, "plot_entropy_distributions",
+                        lambda *a, **k: drawn.append(k.get("warning")) or original(*a, **k))
+    data = {"name": "synthetic", "max_side": 128, "val_crop_size": 48}  # 4 pairs of each of 3 photos
+    with caplog.at_level("WARNING", logger="deblur.analysis.run"):
+        payload = analyze(data, "val", analysis={"max_images": 2}, settings=CPU, output_dir=tmp_path)
+    assert [name.rsplit("_", 1)[0] for name in payload["names"]] == ["astronaut", "coffee"]
+    assert payload["distinct_images"] == 2 and payload["min_distinct_images"] == MIN_DISTINCT_IMAGES == 16
+    (warning,) = payload["warnings"]
+    assert "only 2 distinct image(s) (minimum 16)" in warning
+    assert warning in caplog.text
+    assert json.loads((tmp_path / "analysis.json").read_text())["warnings"] == [warning]
+    assert drawn == [warning]  # written on fig2
+
+
+def test_entropy_figure_writes_the_warning_and_enough_images_give_none():
+    from deblur.analysis.figures import plot_entropy_distributions
+    from deblur.analysis.sample_size import sample_size_warning
+
+    assert sample_size_warning(16) is None and "only 15" in sample_size_warning(15)
+    a, b = {"high": {"1": torch.rand(5)}}, {"high": {"1": torch.rand(5) + 1}}
+    fig = plot_entropy_distributions(compare_entropies(a, b), warning="too few")
+    assert [t.get_text() for t in fig.texts if "too few" in t.get_text()] == ["WARNING: too few"]
+    assert not plot_entropy_distributions(compare_entropies(a, b)).texts
+
+
+def test_live_val_js_input_equals_deblur_analyze_on_the_validation_split():
+    """One definition: the FrequencyGap callback's blurry-vs-sharp numbers are deblur-analyze split=val's."""
+    datamodule = DeblurDataModule(data=SMALL_DATA_DICT)
+    with pytest.warns(UserWarning, match="distinct image"):  # 3 validation photos
+        logged = quiet_trainer(callbacks=[FrequencyGap()]).validate(tiny_module(), datamodule=datamodule,
+                                                                    verbose=False)[0]
+    offline = analyze(SMALL_DATA_DICT, "val", analysis={"batch_size": 2}, settings=CPU)
+    for band in ("high", "low"):
+        for scale in SCALES:
+            expected = offline["js_divergence"]["sharp_vs_blurry"][band][scale]
+            assert logged[metric_name(band, scale, "val/js_input_")] == pytest.approx(expected, abs=1e-6)

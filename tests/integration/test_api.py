@@ -36,6 +36,9 @@ def test_the_readme_python_api_example_runs(capsys):
     exec(compile(code, "README.md (Python API)", "exec"), {})
     out = capsys.readouterr().out
     assert "(96, 128, 3) uint8" in out and "'psnr'" in out and "'1/2'" in out
+    # the analysis takes 8 distinct photos (not 2 blurs of one: JS ~0.99), and says they are few
+    js_full_scale = float(re.search(r"^8 \{'1': ([0-9.]+)", out, re.M).group(1))
+    assert 0.05 < js_full_scale < 0.5 and "only 8 distinct image(s) (minimum 16)" in out
 
 
 def test_plain_hydra_compose_works_after_import_deblur():

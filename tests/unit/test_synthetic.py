@@ -200,3 +200,15 @@ def test_blur_spec_validates():
     with pytest.raises(ValueError, match="noise_std"):
         S.BlurSpec(noise_std=-1.0)
     assert S.BlurSpec().scaled(0.5).max_length_px == S.BlurSpec().max_length_px / 2
+
+
+def test_samples_name_their_source_photo_and_distinct_first_puts_one_pair_per_photo_first():
+    from deblur.data.base import dataset_sources, distinct_first
+
+    train = S.build_synthetic_dataset("train", pairs_per_photo=2, crop_size=None, seed=0, max_side=64)
+    sources = dataset_sources(train)
+    assert sources[:2] == ["chelsea", "chelsea"] and "motorcycle_left" in sources  # "<photo>_<k>" names
+    assert train[1]["source"] == "chelsea" and train[1]["name"] == "chelsea_01"
+    order = distinct_first(sources)
+    assert [sources[i] for i in order[: len(S.TRAIN_PHOTOS)]] == list(S.TRAIN_PHOTOS)
+    assert sorted(order) == list(range(len(train)))

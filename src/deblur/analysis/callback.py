@@ -13,6 +13,14 @@ Cost: the deblurred images are taken from the validation step's output when it r
 no_grad), i.e. one extra forward pass per validation batch. The
 entropies themselves cost a few milliseconds per image. Under DDP the entropies of all ranks are
 gathered before the divergences are computed, so every rank logs the same numbers.
+
+Same definition as ``deblur-analyze``: the same :class:`~deblur.analysis.frequency.FrequencyConfig`
+defaults, :class:`~deblur.analysis.frequency.EntropyCollector` and
+:func:`~deblur.analysis.frequency.compare_entropies`; ``val/js_input_*`` equals ``deblur-analyze
+split=val``'s ``sharp_vs_blurry`` on the same data. The numbers differ from ``deblur-analyze``'s default
+run only because the images differ (validation crops of few photos vs whole training images; see
+docs/training.md, "val/js_* and deblur-analyze"). When the validation set holds fewer than
+:data:`~deblur.analysis.sample_size.MIN_DISTINCT_IMAGES` distinct photos, a warning says so once.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from deblur.analysis.frequency import (
     BANDS,
@@ -30,6 +39,8 @@ from deblur.analysis.frequency import (
     compare_entropies,
     scale_tag,
 )
+from deblur.analysis.sample_size import sample_size_warning
+from deblur.data.base import dataset_sources
 
 
 def metric_name(band: str, scale: str, prefix: str = "val/js_") -> str:
@@ -67,6 +78,7 @@ class FrequencyGap(L.Callback):
         self.collector = EntropyCollector(self.config)
         self._validations = 0
         self._active = False
+        self._warned = False
         #: the last logged values, ``{metric name: value}``
         self.last: dict[str, float] = {}
 
@@ -76,6 +88,9 @@ class FrequencyGap(L.Callback):
         self._active = False
         if trainer.sanity_checking:
             return
+        if not self._warned:
+            self._warned = True
+            self._warn_few_images(trainer)
         self._validations += 1
         self._active = (self._validations - 1) % self.every == 0
 
@@ -116,6 +131,16 @@ class FrequencyGap(L.Callback):
         self.collector.reset()
 
     # ---------------------------------------------------------------------------------------- helpers
+    @staticmethod
+    def _warn_few_images(trainer: L.Trainer) -> None:
+        """Warn (once, rank 0) when the datamodule's validation set has too few distinct photos."""
+        dataset = getattr(getattr(trainer, "datamodule", None), "val_set", None)
+        if dataset is None:
+            return
+        warning = sample_size_warning(len(set(dataset_sources(dataset))))
+        if warning:
+            rank_zero_warn(f"FrequencyGap (val/js_*): the validation set has {warning}")
+
     def _gathered(self, pl_module: L.LightningModule, kind: str) -> dict[str, dict[str, torch.Tensor]]:
         local = self.collector.values(kind) if kind in self.collector.kinds else None
         if pl_module.trainer.world_size <= 1:

@@ -52,10 +52,12 @@ def plot_entropy_distributions(
     comparison: Mapping[str, Mapping[str, EntropyDistributions]],
     kinds: Sequence[str] = ("sharp", "blurry"),
     title: str | None = None,
+    warning: str | None = None,
 ) -> Figure:
     """Fig. 2 / Fig. 7 layout from ``{band: {scale: EntropyDistributions}}`` (see ``compare_entropies``).
 
-    ``kinds`` names the first and second set (``p`` and ``q``) for the legends.
+    ``kinds`` names the first and second set (``p`` and ``q``) for the legends. ``warning`` (e.g. too few
+    distinct images) is written in red under the panels.
     """
     bands = [band for band in BANDS if band in comparison]
     scales = list(next(iter(comparison.values())))
@@ -83,7 +85,12 @@ def plot_entropy_distributions(
         axes[0][col].set_title(f"({letter}) {'high' if band == 'high' else 'low'}-frequency part")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if warning:
+        fig.text(0.5, 0.01, f"WARNING: {warning}", ha="center", va="bottom", color="tab:red",
+                 fontsize="small", wrap=True)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 

@@ -10,7 +10,9 @@ data. Given ``output_dir`` it also writes there, atomically:
 * ``analysis.json``: the returned payload: ``js_divergence.<comparison>.<band>.<scale>`` with comparison
   ``sharp_vs_blurry`` (and ``sharp_vs_deblurred``), band ``high`` / ``low``, scale ``1`` / ``1/2`` /
   ``1/4``; ``entropy.<kind>.<band>.<scale>`` (one value per image, in the order of ``names``),
-  ``entropy_mean`` likewise, the settings, the sample count and the throughput;
+  ``entropy_mean`` likewise, the settings, the sample count and the throughput, ``distinct_images``
+  (source photos analysed), ``min_distinct_images`` and ``warnings`` (a line when there are fewer
+  distinct images than that minimum, see :mod:`deblur.analysis.sample_size`; also on the figures);
 * ``fig1_patch_bands.png``, ``fig2_sharp_vs_blurry.png`` and, given a checkpoint,
   ``fig7_sharp_vs_deblurred.png`` (drawn by :mod:`deblur.analysis.figures`).
 
@@ -43,8 +45,10 @@ from deblur.analysis.frequency import (
     js_table,
     to_lists,
 )
+from deblur.analysis.sample_size import MIN_DISTINCT_IMAGES, sample_size_warning
 from deblur.analysis.settings import AnalyzeSettings
 from deblur.config.inference import InferenceSettings
+from deblur.data.base import dataset_sources, distinct_first
 from deblur.inference import restore
 from deblur.paths import CONF_DIR
 from deblur.speedups import InferenceOptions
@@ -121,6 +125,17 @@ def build_split(data: Mapping[str, Any], split: str, crop_size: int | None = Non
     if name not in DATASETS:
         raise ValueError(f"data.name={name!r} is not a known dataset; options: {sorted(DATASETS)}")
     return DATASETS[name]({**data, "crop_size": crop_size, "repeats": 1}, "train", None)
+
+
+def limit_images(dataset: Dataset, max_images: int | None) -> tuple[Dataset, int]:
+    """``(dataset, distinct source photos in it)``; with ``max_images``, the first ``max_images`` samples
+    in :func:`~deblur.data.base.distinct_first` order (one pair of every photo before a second pair of
+    any), so that a limit takes distinct photos rather than several blurs or crops of one."""
+    sources = dataset_sources(dataset)
+    if max_images is None:
+        return dataset, len(set(sources))
+    order = distinct_first(sources)[: int(max_images)]
+    return Subset(dataset, order), len({sources[i] for i in order})
 
 
 def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -267,7 +282,8 @@ def analyze(
         output_dir: when given, write ``analysis.json`` and the figures there.
 
     Returns:
-        The ``analysis.json`` payload: ``dataset``, ``split``, ``num_pairs``, ``ckpt_path``, ``device``,
+        The ``analysis.json`` payload: ``dataset``, ``split``, ``num_pairs``, ``distinct_images``,
+        ``min_distinct_images``, ``warnings``, ``ckpt_path``, ``device``,
         ``settings``, ``scales``, ``bands``, ``kinds``, ``js_divergence``, ``entropy_mean``, ``timing``,
         ``names``, ``entropy`` and ``figures`` (the files written; empty without ``output_dir``).
 
@@ -293,10 +309,12 @@ def analyze(
         settings = InferenceSettings.from_config(settings or {})
     config = FrequencyConfig.from_mapping(vars(analysis))
     dataset = build_split(data, split, analysis.crop_size)
-    if analysis.max_images is not None:
-        dataset = Subset(dataset, range(min(int(analysis.max_images), len(dataset))))
+    dataset, distinct = limit_images(dataset, analysis.max_images)
     if len(dataset) == 0:
         raise ValueError(f"the {split} split of data.name={data.get('name')!r} is empty")
+    warning = sample_size_warning(distinct)
+    if warning:
+        log.warning("%s %s: %s", data.get("name"), split, warning)
     run = None
     if ckpt_path:
         net, _ = load_model(ckpt_path, model)
@@ -323,6 +341,9 @@ def analyze(
         "dataset": data.get("name"),
         "split": split,
         "num_pairs": n_pairs,
+        "distinct_images": distinct,
+        "min_distinct_images": MIN_DISTINCT_IMAGES,
+        "warnings": [warning] if warning else [],
         "ckpt_path": str(ckpt_path) if ckpt_path else None,
         "device": str(device),
         "settings": {**config.to_dict(), "batch_size": analysis.batch_size},
@@ -368,8 +389,10 @@ def write_outputs(
     payload["figures"].append(FIGURES["fig1"])
     for name, comp in comparisons.items():
         first, second = COMPARISONS[name]
-        title = f"{head} ({n_pairs} pairs): {first} vs {second}"
-        figure = plot_entropy_distributions(comp, (first, second), title=title)
+        title = f"{head} ({n_pairs} pairs, {payload.get('distinct_images', n_pairs)} distinct images): "
+        title += f"{first} vs {second}"
+        warning = "; ".join(payload.get("warnings", [])) or None
+        figure = plot_entropy_distributions(comp, (first, second), title=title, warning=warning)
         written.append(save_figure(figure, output_dir / FIGURES[name]))
         payload["figures"].append(FIGURES[name])
     written.append(atomic_write_json(output_dir / "analysis.json", payload))
@@ -380,8 +403,10 @@ def format_summary(payload: Mapping[str, Any]) -> str:
     """A plain-text table of the JS divergences and mean entropies of an :func:`analyze` payload."""
     scales = payload["scales"]
     lines = [
-        f"{payload['dataset']} {payload['split']}: {payload['num_pairs']} pairs on {payload['device']}, "
+        f"{payload['dataset']} {payload['split']}: {payload['num_pairs']} pairs "
+        f"({payload.get('distinct_images', '?')} distinct images) on {payload['device']}, "
         f"{payload['timing']['images_per_s']:.1f} images/s",
+        *(f"  WARNING: {w}" for w in payload.get("warnings", [])),
         f"  {'JS divergence (bits)':<32}" + "".join(f"{'scale ' + s:>12}" for s in scales),
     ]
     for name, table in payload["js_divergence"].items():

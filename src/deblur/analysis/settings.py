@@ -13,7 +13,9 @@ class AnalyzeSettings(FrequencyConfig):
 
     batch_size: images per vectorised step (and per network forward).
     num_workers: DataLoader workers reading the dataset (null: ``data.num_workers``).
-    max_images: analyse only the first N pairs (null: all).
+    max_images: analyse only N pairs (null: all), one pair of every source photo before a second pair of
+        any (:func:`deblur.data.base.distinct_first`): N distinct photos where the split has them. Fewer
+        than :data:`deblur.analysis.sample_size.MIN_DISTINCT_IMAGES` (16) distinct photos are flagged.
     crop_size: training split only: crop side, cropped as the dataset crops training pairs (null:
         whole images); the validation split keeps ``data.val_crop_size``.
     patch_index, patch_size: the sample and centre-crop side shown in Fig. 1.

@@ -1,9 +1,12 @@
 """The paired-sample contract every dataset in ``deblur.data`` follows.
 
-A dataset yields ``{"blurry": (3, H, W) float32 in [0, 1], "sharp": same, "name": str}``. Subclasses only
-say how to load sample ``i`` as two HxWx3 uint8 arrays; this base class crops (random for training,
-centred for evaluation), applies the paired transform (``(blurry, sharp) -> (blurry, sharp)`` on uint8
-arrays, see :func:`deblur.data.augment.make_pipeline`) and converts to tensors.
+A dataset yields ``{"blurry": (3, H, W) float32 in [0, 1], "sharp": same, "name": str,
+"source": str}``. ``source`` names the sharp photo a pair was made from (:meth:`PairDataset.source`):
+pairs that share it show the same scene (the built-in dataset makes several blurs of each photo), so
+"distinct images" means distinct sources (:func:`distinct_first` orders samples so that they come
+first). Subclasses only say how to load sample ``i`` as two HxWx3 uint8 arrays; this base class crops
+(random for training, centred for evaluation), applies the paired transform (``(blurry, sharp) ->
+(blurry, sharp)`` on uint8 arrays, see :func:`deblur.data.augment.make_pipeline`) and converts to tensors.
 
 Windows. A transform with a ``margin(crop_size) -> int`` method (``PairAugment``: rotations, lens
 distortion) gets a window of ``crop_size + 2 * margin`` per side instead of the crop (drawn inside the
@@ -19,12 +22,12 @@ yields during training) seeds both from ``draw_seed`` instead, so the sample is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from deblur.io import size_text
 
@@ -82,6 +85,11 @@ class PairDataset(Dataset):
         """Return (blurry HxWx3 uint8, sharp HxWx3 uint8, name) for sample ``index``."""
         raise NotImplementedError
 
+    def source(self, index: int) -> str:
+        """The sharp photo sample ``index`` shows, without loading it (default: the index of the pair,
+        every pair its own photo)."""
+        return str(index % len(self))
+
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
         """``item``: an index, or a draw ``(index, draw_seed)`` (see the module docstring)."""
         index, seed = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
@@ -110,7 +118,8 @@ class PairDataset(Dataset):
                     f"smaller than crop_size={size} (augment transforms must keep the size)"
                 )
             blurry, sharp = centre_crop(blurry, size), centre_crop(sharp, size)
-        return {"blurry": to_tensor(blurry), "sharp": to_tensor(sharp), "name": name}
+        source = self.source(index)
+        return {"blurry": to_tensor(blurry), "sharp": to_tensor(sharp), "name": name, "source": source}
 
     def transform_margin(self, size: int) -> int:
         """Pixels the transform wants around a ``size`` crop (its ``margin(size)``; 0 without one)."""
@@ -121,22 +130,61 @@ class PairDataset(Dataset):
 class InMemoryPairDataset(PairDataset):
     """Pairs held as arrays in memory: ``[(blurry uint8 HxWx3, sharp uint8 HxWx3, name), ...]``.
 
-    ``repeats`` lets a small bank of large images serve many random crops per epoch.
+    ``repeats`` lets a small bank of large images serve many random crops per epoch. ``sources``: the
+    photo of each pair (see :meth:`PairDataset.source`; None: each pair's name).
     """
 
     def __init__(
-        self, pairs: list[tuple[np.ndarray, np.ndarray, str]], repeats: int = 1, **kwargs: Any
+        self,
+        pairs: list[tuple[np.ndarray, np.ndarray, str]],
+        repeats: int = 1,
+        sources: Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not pairs:
             raise ValueError("InMemoryPairDataset needs at least one pair")
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
+        if sources is not None and len(sources) != len(pairs):
+            raise ValueError(f"sources has {len(sources)} entries for {len(pairs)} pairs")
         self.pairs = pairs
         self.repeats = repeats
+        self.sources = [str(s) for s in sources] if sources is not None else [name for _, _, name in pairs]
 
     def __len__(self) -> int:
         return len(self.pairs) * self.repeats
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
         return self.pairs[index % len(self.pairs)]
+
+    def source(self, index: int) -> str:
+        return self.sources[index % len(self.pairs)]
+
+
+def distinct_first(sources: Sequence[str]) -> list[int]:
+    """Indices ``0 .. len(sources) - 1`` reordered so that distinct sources come first: the first sample of
+    every source (in order of appearance), then the second of every source, and so on. The first ``k``
+    indices therefore cover ``min(k, number of sources)`` distinct photos.
+
+    >>> distinct_first(["a", "a", "b", "b", "c"])
+    [0, 2, 4, 1, 3]
+    """
+    rank: dict[str, int] = {}
+    order = []
+    for index, source in enumerate(sources):
+        rank[source] = rank.get(source, -1) + 1
+        order.append((rank[source], index))
+    return [index for _, index in sorted(order)]
+
+
+def dataset_sources(dataset: Dataset) -> list[str]:
+    """The :meth:`PairDataset.source` of every sample of ``dataset`` (a :class:`PairDataset` or a
+    ``torch.utils.data.Subset`` of one), without loading images; any other dataset: every sample its own
+    source."""
+    if isinstance(dataset, Subset):
+        inner = dataset_sources(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    if isinstance(dataset, PairDataset):
+        return [dataset.source(i) for i in range(len(dataset))]
+    return [str(i) for i in range(len(dataset))]

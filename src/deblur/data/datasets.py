@@ -106,6 +106,11 @@ class FilePairDataset(PairDataset):
         blurry, sharp, name = self.pairs[index % len(self.pairs)]
         return read_rgb(blurry), read_rgb(sharp), name
 
+    def source(self, index: int) -> str:
+        """The sharp file of the pair: every distinct ground-truth image is its own photo (frames of one
+        GoPro video count as distinct images)."""
+        return str(self.pairs[index % len(self.pairs)][1])
+
 
 class FolderDataset(FilePairDataset):
     """Blurry images without ground truth (prediction and qualitative viewing only).

@@ -377,8 +377,9 @@ def build_synthetic_dataset(
     """The built-in dataset: ``split="train"`` uses ``TRAIN_PHOTOS`` with random crops, ``"val"`` uses
     ``VAL_PHOTOS`` with centre crops (``crop_size=None``: whole images, whose sizes differ per photo).
 
-    Items are ``{"blurry", "sharp": (3, H, W) float32 in [0, 1], "name": str}`` (see
-    :class:`deblur.data.base.PairDataset`). ``transform`` is the paired augmentation applied after
+    Items are ``{"blurry", "sharp": (3, H, W) float32 in [0, 1], "name": str, "source": str}`` (see
+    :class:`deblur.data.base.PairDataset`; ``source`` is the photo, shared by its ``pairs_per_photo``
+    pairs). ``transform`` is the paired augmentation applied after
     cropping (:func:`deblur.data.augment.make_pipeline`); ``repeats`` serves each pair several times per
     epoch (with different random crops for training). The pairs are generated once, in memory, by
     :func:`make_pairs` with ``spec`` (default ``BlurSpec()``).
@@ -399,6 +400,12 @@ def build_synthetic_dataset(
                 f"crop_size={crop_size} is larger than the {split} pair {smallest[2]!r} ({h}x{w}); "
                 "use a smaller crop_size or a larger max_side"
             )
+    sources = [name.rsplit("_", 1)[0] for _, _, name in pairs]  # "<photo>_<k>": the pairs of a photo
     return InMemoryPairDataset(
-        pairs, repeats=repeats, crop_size=crop_size, random_crop=split == "train", transform=transform
+        pairs,
+        repeats=repeats,
+        sources=sources,
+        crop_size=crop_size,
+        random_crop=split == "train",
+        transform=transform,
     )
