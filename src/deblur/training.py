@@ -34,6 +34,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.config.checks import MAX_TIME, check_train_config
+from deblur.config.presets import model_preset
 from deblur.data.datamodule import DeblurDataModule
 from deblur.errors import UserError
 from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpoint_model, checkpoint_info
@@ -107,7 +108,20 @@ def build_strategy(cfg: DictConfig) -> Any:
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     nodes = cfg.get("callbacks") or {}
     callbacks = [instantiate(node) for node in nodes.values() if node is not None and "_target_" in node]
-    return [*callbacks, RNGState()]  # RNG states travel in checkpoints: exact resume
+    return [*callbacks, *_progress_bar(cfg, callbacks), RNGState()]  # RNG states in checkpoints: exact resume
+
+
+def _progress_bar(cfg: DictConfig, callbacks: list[L.Callback]) -> list[L.Callback]:
+    """Lightning's bar with an honest epoch / step description (:mod:`deblur.lit.progress`), when the
+    trainer shows one and no configured callback is a bar."""
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from deblur.lit.progress import progress_bar
+
+    shown = (cfg.get("trainer") or {}).get("enable_progress_bar", True) is not False
+    if not shown or any(isinstance(c, ProgressBar) for c in callbacks):
+        return []
+    return [progress_bar()]
 
 
 def _wandb_names() -> dict[str, str]:
@@ -566,6 +580,19 @@ def _planned_steps(trainer: L.Trainer) -> int | None:
     return int(planned) if math.isfinite(planned) else None
 
 
+def _validate_final(trainer: L.Trainer, module: RestorationModule, datamodule: DeblurDataModule) -> list:
+    """``trainer.validate`` of the final weights. When fit's last validation was at this very step (same
+    weights, same numbers), its loggers are left out, so ``csv/metrics.csv`` and W&B get no second row."""
+    repeat = module.last_validation_step == trainer.global_step
+    loggers = trainer.loggers
+    if repeat:
+        trainer.loggers = []
+    try:
+        return trainer.validate(module, datamodule=datamodule, verbose=False)
+    finally:
+        trainer.loggers = loggers
+
+
 def _fit_and_validate(
     cfg: DictConfig,
     trainer: L.Trainer,
@@ -587,7 +614,7 @@ def _fit_and_validate(
         )
 
     # Final validation of the final weights (not the best checkpoint): the numbers the run ends with.
-    results = trainer.validate(module, datamodule=datamodule, verbose=False)
+    results = _validate_final(trainer, module, datamodule)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     missing = [k for k in METRIC_KEYS if k not in metrics]
     if missing and not cfg.trainer.get("fast_dev_run"):
@@ -603,6 +630,7 @@ def _fit_and_validate(
         **{k: metrics.get(k, math.nan) for k in METRIC_KEYS},
         "val/psnr_gain": metrics.get("val/psnr", math.nan) - metrics.get("val/psnr_input", math.nan),
         "model": cfg.model.name,
+        "model_preset": model_preset(_container(cfg.model)),
         "ablation": cfg.get("ablation_name"),
         "parameters": params,
         "size_mb": size_mb(params),

@@ -81,6 +81,8 @@ def test_wandb_offline_run_holds_val_psnr_and_the_resolved_config(compose_train,
     psnr = [h["val/psnr"] for h in history if "val/psnr" in h]
     assert psnr and psnr[-1] == pytest.approx(payload["val/psnr"], abs=1e-4)
     assert any("train/loss" in h for h in history)
+    gain = [h["val/psnr_gain"] for h in history if "val/psnr_gain" in h]
+    assert gain and gain[-1] == pytest.approx(payload["val/psnr_gain"], abs=1e-4)
     logged = {key.split("/_type")[0] for h in history for key in h if key.endswith("/_type")}
     assert {"val/triplets", "figures/val_psnr", "figures/before_after", "figures/frequency_gap"} <= logged
     config = {

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
@@ -22,14 +23,54 @@ def triplet_grid(blurry: torch.Tensor, pred: torch.Tensor, sharp: torch.Tensor) 
     return make_grid(rows.clamp(0, 1), nrow=3, padding=2, pad_value=1.0)
 
 
+#: column titles of the validation triplets
+TRIPLET_COLUMNS = ("blurry", "output", "sharp")
+
+
+def triplet_figure(
+    blurry: torch.Tensor, pred: torch.Tensor, sharp: torch.Tensor, names: list[str] | None = None
+) -> plt.Figure:
+    """(N, 3, H, W) x3 -> a figure of N rows (labelled with ``names``) and the columns
+    :data:`TRIPLET_COLUMNS`, each panel at the image's own resolution (no resampling beyond display)."""
+    from matplotlib.figure import Figure
+
+    n, _, h, w = blurry.shape
+    scale = max(1.0, 160.0 / max(h, w))  # small crops drawn at least 160 px wide
+    fig = Figure(figsize=(3 * w * scale / 100 + 0.4, n * h * scale / 100 + 0.4), dpi=100)
+    axes = fig.subplots(n, 3, squeeze=False)
+    for row in range(n):
+        for col, images in enumerate((blurry, pred, sharp)):
+            ax = axes[row][col]
+            ax.imshow(images[row].clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(TRIPLET_COLUMNS[col])
+        if names:
+            axes[row][0].set_ylabel(names[row], fontsize="small")
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def figure_array(fig: plt.Figure) -> np.ndarray:
+    """A matplotlib figure rendered by Agg as an (H, W, 3) uint8 RGB array."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def _save_figure(fig: plt.Figure, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     plt.close(fig)
 
 
 class ValidationImages(L.Callback):
-    """After each validation (rank 0): save blurry | deblurred | sharp triplets as
-    ``<output_dir>/images/step_XXXXXXX.png`` and send them to TensorBoard or W&B when one is the logger."""
+    """After each validation (rank 0): save blurry | output | sharp triplets (column titles, a row per
+    validation photo named on the left: the module's ``last_val_samples``, distinct photos first) as
+    ``<output_dir>/images/step_XXXXXXX.png`` and send the same picture to TensorBoard or W&B when one is
+    the logger."""
 
     def __init__(self, output_dir: str, every_n_validations: int = 1) -> None:
         self.output_dir = Path(output_dir) / "images"
@@ -43,19 +84,19 @@ class ValidationImages(L.Callback):
         self._count += 1
         if (self._count - 1) % self.every:
             return
-        grid = triplet_grid(*samples)
+        names = list(getattr(pl_module, "last_val_names", []) or []) or None
+        array = figure_array(triplet_figure(*samples, names=names))
         step = trainer.global_step
-        array = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
         atomic_write(
             self.output_dir / f"step_{step:07d}.png", lambda tmp: plt.imsave(tmp, array, format="png")
         )
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_image"):  # TensorBoard
-                experiment.add_image("val/triplets", grid, global_step=step)
+                experiment.add_image("val/triplets", array, global_step=step, dataformats="HWC")
             elif hasattr(logger, "log_image"):  # W&B
                 logger.log_image(
-                    key="val/triplets", images=[array], step=step, caption=["blurry | deblurred | sharp"]
+                    key="val/triplets", images=[array], step=step, caption=[" | ".join(TRIPLET_COLUMNS)]
                 )
 
 
@@ -100,7 +141,10 @@ class TrainingFigures(L.Callback):
             steps, psnr, baseline = zip(*self.history, strict=True)
             fig, ax = plt.subplots(figsize=(5, 3.2))
             ax.plot(steps, psnr, marker="o", label="deblurred")
-            ax.plot(steps, baseline, linestyle="--", color="gray", label="blurry input")
+            if len(steps) == 1:  # one validation: a dashed line across the axes, not an invisible point
+                ax.axhline(baseline[0], linestyle="--", color="gray", label="blurry input")
+            else:
+                ax.plot(steps, baseline, linestyle="--", color="gray", label="blurry input")
             ax.set_xlabel("optimizer step")
             ax.set_ylabel("validation PSNR (dB)")
             ax.grid(alpha=0.3)

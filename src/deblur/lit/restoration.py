@@ -23,14 +23,69 @@ def _psnr() -> PeakSignalNoiseRatio:
     return PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))
 
 
+class SamplePicker:
+    """Keeps ``n`` validation samples for the image callbacks: the first sample of each source photo (a
+    batch's ``source`` list, else its ``name``), topped up with the first samples seen when the set has
+    fewer than ``n`` photos."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reset()
+
+    def reset(self) -> None:
+        self._distinct: list[tuple[str, tuple[torch.Tensor, ...]]] = []
+        self._first: list[tuple[str, tuple[torch.Tensor, ...]]] = []
+        self._sources: set[str] = set()
+
+    def offer(self, batch: dict[str, Any], *images: torch.Tensor) -> None:
+        """``images``: (N, 3, H, W) tensors of one batch (blurry, deblurred, sharp)."""
+        count = images[0].shape[0]
+        names = [str(v) for v in batch.get("name", range(count))]
+        sources = [str(v) for v in batch.get("source", names)]
+        for i in range(min(count, len(names), len(sources))):
+            fresh = sources[i] not in self._sources and len(self._distinct) < self.n
+            if not fresh and len(self._first) >= self.n:
+                continue
+            item = (names[i], tuple(t[i].detach().cpu() for t in images))
+            if fresh:
+                self._sources.add(sources[i])
+                self._distinct.append(item)
+            if len(self._first) < self.n:
+                self._first.append(item)
+
+    def samples(self) -> tuple[tuple[torch.Tensor, ...], list[str]] | None:
+        """``((blurry, deblurred, sharp) stacked, names)`` or None when nothing was offered."""
+        chosen = list(self._distinct)
+        names = {name for name, _ in chosen}
+        chosen += [item for item in self._first if item[0] not in names][: self.n - len(chosen)]
+        if not chosen:
+            return None
+        # whole validation images differ in size: centre crops to the smallest height and width
+        h = min(images[0].shape[-2] for _, images in chosen)
+        w = min(images[0].shape[-1] for _, images in chosen)
+
+        def crop(t: torch.Tensor) -> torch.Tensor:
+            top, left = (t.shape[-2] - h) // 2, (t.shape[-1] - w) // 2
+            return t[..., top : top + h, left : left + w]
+
+        stacked = tuple(torch.stack([crop(images[k]) for _, images in chosen]) for k in range(3))
+        return stacked, [name for name, _ in chosen]
+
+
 class RestorationModule(L.LightningModule):
     """blurry (N, 3, H, W) -> deblurred (N, 3, H, W); trains with the configured loss.
 
     Logs ``train/loss`` and every part the loss returns as ``train/<part>`` (MSFS-Net: ``train/l1``,
     ``train/clm`` with its per-scale ratios ``train/clm_full`` / ``train/clm_half`` / ``train/clm_quarter``,
     ``train/consistency``; docs/models.md, "Reading train/clm"), and per validation
-    ``val/psnr``, ``val/ssim`` (network) and ``val/psnr_input``, ``val/ssim_input`` (the blurry input
-    scored against the sharp image: the identity baseline).
+    ``val/psnr``, ``val/ssim`` (network), ``val/psnr_input``, ``val/ssim_input`` (the blurry input
+    scored against the sharp image: the identity baseline) and ``val/psnr_gain`` (``val/psnr`` minus
+    ``val/psnr_input``).
+
+    ``last_val_samples`` holds ``num_log_images`` validation samples for the image callbacks, one of every
+    source photo before a second of any (``last_val_names``: their names). Before training, the first
+    training sample's size becomes ``example_input_array`` (one image), so Lightning's model summary
+    reports the FLOPs of one forward pass at the training crop.
     """
 
     def __init__(
@@ -55,8 +110,30 @@ class RestorationModule(L.LightningModule):
         self.val_psnr, self.val_psnr_input = _psnr(), _psnr()
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_ssim_input = StructuralSimilarityIndexMeasure(data_range=1.0)
-        #: (blurry, deblurred, sharp) of the first validation batch, for image callbacks
-        self.last_val_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._picked = SamplePicker(num_log_images)
+        #: the global step of the latest validation during fit (None before the first)
+        self.last_validation_step: int | None = None
+
+    @property
+    def last_val_samples(self) -> tuple[torch.Tensor, ...] | None:
+        """(blurry, deblurred, sharp), each (n, 3, H, W), of the validation so far (callbacks read it in
+        ``on_validation_epoch_end``, which Lightning calls before the module's): distinct photos first."""
+        picked = self._picked.samples()
+        return None if picked is None else picked[0]
+
+    @property
+    def last_val_names(self) -> list[str]:
+        """The names of :attr:`last_val_samples`."""
+        picked = self._picked.samples()
+        return [] if picked is None else picked[1]
+
+    def setup(self, stage: str) -> None:
+        """Before fit: one training sample's shape as ``example_input_array`` (model summary FLOPs)."""
+        if stage != "fit" or self.example_input_array is not None:
+            return
+        dataset = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
+        if dataset is not None and len(dataset) > 0:
+            self.example_input_array = torch.zeros(1, *dataset[0]["blurry"].shape)
 
     def forward(self, blurry: torch.Tensor) -> torch.Tensor:
         return self.net(blurry)
@@ -116,12 +193,14 @@ class RestorationModule(L.LightningModule):
                 self.val_ssim.update(pred, sharp)
                 self.val_psnr_input.update(blurry, sharp)
                 self.val_ssim_input.update(blurry, sharp)
-        if batch_idx == 0:
-            n = self.num_log_images
-            self.last_val_samples = (blurry[:n].cpu(), pred[:n].cpu(), sharp[:n].cpu())
+        self._picked.offer(batch, blurry, pred, sharp)
         return {"pred": pred}  # for callbacks (e.g. FrequencyGap) that score the predictions
 
+    def on_validation_epoch_start(self) -> None:
+        self._picked.reset()
+
     def on_validation_epoch_end(self) -> None:
+        values = {}
         for key, metric in (
             ("val/psnr", self.val_psnr),
             ("val/ssim", self.val_ssim),
@@ -129,8 +208,13 @@ class RestorationModule(L.LightningModule):
             ("val/ssim_input", self.val_ssim_input),
         ):
             if metric.update_called:
-                self.log(key, metric.compute(), prog_bar=key == "val/psnr")
+                values[key] = metric.compute()
+                self.log(key, values[key], prog_bar=key == "val/psnr")
             metric.reset()
+        if "val/psnr" in values and "val/psnr_input" in values:
+            self.log("val/psnr_gain", values["val/psnr"] - values["val/psnr_input"])
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.last_validation_step = self.global_step
 
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.hparams.optim
