@@ -133,7 +133,9 @@ class RestorationModule(L.LightningModule):
             return
         dataset = getattr(getattr(self.trainer, "datamodule", None), "train_set", None)
         if dataset is not None and len(dataset) > 0:
-            self.example_input_array = torch.zeros(1, *dataset[0]["blurry"].shape)
+            with torch.random.fork_rng(devices=[]):  # the crop's draw leaves torch's RNG as it was
+                shape = dataset[0]["blurry"].shape
+            self.example_input_array = torch.zeros(1, *shape)
 
     def forward(self, blurry: torch.Tensor) -> torch.Tensor:
         return self.net(blurry)
