@@ -34,6 +34,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.checkpoints import check_complete
 from deblur.config.checks import MAX_TIME, check_train_config
 from deblur.data.datamodule import DeblurDataModule
 from deblur.errors import UserError
@@ -391,6 +392,16 @@ def training_speed(cfg: DictConfig) -> tuple[bool, str]:
     return bool(chosen.channels_last), str(chosen.precision)
 
 
+def check_loss_weights(cfg: DictConfig) -> None:
+    """A loss with pretrained weights (FDDN's VGG16 perceptual loss) gets them before the speed probe and
+    the Trainer, or fails naming ``loss.weights_path``; the run's log says what the loss uses."""
+    loss = _container(cfg.loss)
+    if "pretrained" in loss:
+        from deblur.losses.perceptual import check_vgg16_weights
+
+        say(check_vgg16_weights(bool(loss["pretrained"]), loss.get("weights_path")))
+
+
 def initialise_weights(module: RestorationModule, path: str, resuming: bool = False) -> None:
     """``init_from=<file>``: start training from the weights in ``path`` (fine-tuning).
 
@@ -432,8 +443,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return stored
     ckpt_path = _resolve_ckpt_path(cfg, output_dir)
     _refuse_overwriting(output_dir, ckpt_path)
+    check_loss_weights(cfg)
     start_step = 0
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
+        check_complete(ckpt_path, "ckpt_path")
         check_checkpoint_model(ckpt_path, _container(cfg.model))
         start_step = _announce_resume(cfg, ckpt_path)
     channels_last, precision = training_speed(cfg)
