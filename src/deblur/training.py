@@ -21,6 +21,7 @@ What a run promises (docs/trust.md):
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.models.registry import size_mb
 from deblur.resume_command import resume_command
-from deblur.utils.files import atomic_write, atomic_write_json
+from deblur.utils.files import NoSpaceLeft, atomic_write, atomic_write_json, disk_full
 
 log = logging.getLogger(__name__)
 #: the run's own messages (resume notices, the final table): written to the run's log files only (they
@@ -602,6 +603,42 @@ def _planned_steps(trainer: L.Trainer) -> int | None:
     return int(planned) if math.isfinite(planned) else None
 
 
+def says_what_a_full_disk_kept(fit_and_validate: Any) -> Any:
+    """Decorate :func:`_fit_and_validate` (first argument: the config): a full disk while writing images,
+    checkpoints or logs becomes one :class:`~deblur.utils.files.NoSpaceLeft` naming the path, the
+    checkpoint kept and the command to continue."""
+
+    @functools.wraps(fit_and_validate)
+    def run(cfg: DictConfig, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return fit_and_validate(cfg, *args, **kwargs)
+        except Exception as err:
+            full = disk_full(err)
+            if full is None:
+                raise
+            raise no_space_left(full, Path(cfg.paths.output_dir)) from err
+
+    return run
+
+
+def no_space_left(full: BaseException, output_dir: Path) -> NoSpaceLeft:
+    """The one message of a full disk: the file that could not be written (else the run folder), the
+    checkpoint kept, the command to continue."""
+    path = getattr(full, "path", None) or getattr(full, "filename", None)
+    where = f"could not write {path}" if path else f"could not write the run's files in {output_dir}"
+    last = output_dir / "checkpoints" / "last.ckpt"
+    kept = "no checkpoint kept"
+    if last.exists():
+        kept = f"{last} is kept at step {checkpoint_info(last)['step']}"
+    error = NoSpaceLeft(path or output_dir)
+    error.args = (
+        f"no space left on device: {where}; {kept}; no metrics.json written. Free some space, then continue "
+        f"with: {resume_command(output_dir)}",
+    )
+    return error
+
+
+@says_what_a_full_disk_kept
 def _fit_and_validate(
     cfg: DictConfig,
     trainer: L.Trainer,

@@ -3,10 +3,13 @@ missing offline, a full disk: one line naming the file or key, exit code 2, no t
 
 from __future__ import annotations
 
+import errno
 import logging
 import urllib.error
+from pathlib import Path
 
 import pytest
+import torch
 from torchvision.models import VGG16_Weights
 
 from deblur.cli.train import _train_job
@@ -80,3 +83,68 @@ def test_fddn_with_a_random_vgg_says_what_it_means_in_the_run_log(compose_train,
     assert not [w for w in warned if "meaningless" in str(w.message)]
     said = "randomly initialised VGG16 as a fixed feature extractor: fine for tests and smoke runs, but not"
     assert said in capsys.readouterr().out and said in (tmp_path / "train.log").read_text()
+
+
+# ---------------------------------------------------------------- a full disk
+IO, CSV = "lightning.pytorch.plugins.io", "lightning.fabric.loggers.csv_logs"
+
+
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _images_at_step_6(original):
+    def imsave(fname, *args, **kwargs):
+        if "step_0000006" in Path(fname).name.split(".tmp-")[0]:
+            _full()
+        return original(fname, *args, **kwargs)
+
+    return imsave
+
+
+def _checkpoints_at_step_6(original):
+    def save_checkpoint(self, checkpoint, path, *args, **kwargs):
+        if checkpoint["global_step"] == 6:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return original(self, checkpoint, path, *args, **kwargs)
+
+    return save_checkpoint
+
+
+def _logs_after_step_4(original):
+    def save(self):
+        if any(int(row.get("step", 0)) >= 4 for row in self.metrics):
+            _full()
+        return original(self)
+
+    return save
+
+
+@pytest.mark.parametrize(
+    "target, fake, written, kept",
+    [
+        ("matplotlib.pyplot.imsave", _images_at_step_6, "images/step_0000006.png", 6),
+        (f"{IO}.TorchCheckpointIO.save_checkpoint", _checkpoints_at_step_6, "checkpoints/", 3),
+        (f"{CSV}._ExperimentWriter.save", _logs_after_step_4, "the run's files in", None),
+    ],
+    ids=["images", "checkpoints", "logs"],
+)
+def test_a_full_disk_is_one_message_naming_the_path_and_the_checkpoint_kept(
+    compose_train, tmp_path, capsys, monkeypatch, target, fake, written, kept
+):
+    monkeypatch.setattr(target, fake(pytest.importorskip("pydoc").locate(target)))
+    root = logging.getLogger()
+    handler = logging.FileHandler(tmp_path / "train.log")  # what Hydra's job logging adds
+    root.addHandler(handler)
+    try:
+        err = _one_message(capsys, compose_train(*QUICK, "debug=limit"))
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert err.startswith("deblur-train: error: no space left on device: could not write ") and written in err
+    step = torch.load(last, weights_only=True)["global_step"]  # the logs: written on the error, at its step
+    assert step == (kept or step) and not (tmp_path / "metrics.json").exists()
+    assert f"{last} is kept at step {step}; no metrics.json written" in err and "ckpt_path=last" in err
+    assert "no space left on device" in (tmp_path / "train.log").read_text()
+    assert not list(tmp_path.rglob(".*.tmp-*"))  # no temporary file left behind
