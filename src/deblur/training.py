@@ -627,14 +627,13 @@ def no_space_left(full: BaseException, output_dir: Path) -> NoSpaceLeft:
     path = getattr(full, "path", None) or getattr(full, "filename", None)
     where = f"could not write {path}" if path else f"could not write the run's files in {output_dir}"
     last = output_dir / "checkpoints" / "last.ckpt"
-    kept = "no checkpoint kept"
+    kept, then = "no checkpoint was kept", "start the run again"
     if last.exists():
         kept = f"{last} is kept at step {checkpoint_info(last)['step']}"
+        then = f"continue with: {resume_command(output_dir)}"
     error = NoSpaceLeft(path or output_dir)
-    error.args = (
-        f"no space left on device: {where}; {kept}; no metrics.json written. Free some space, then continue "
-        f"with: {resume_command(output_dir)}",
-    )
+    message = f"no space left on device: {where}; {kept}; no metrics.json written. Free space, then {then}"
+    error.args = (message,)
     return error
 
 
