@@ -631,10 +631,8 @@ def no_space_left(full: BaseException, output_dir: Path) -> NoSpaceLeft:
     if last.exists():
         kept = f"{last} is kept at step {checkpoint_info(last)['step']}"
         then = f"continue with: {resume_command(output_dir)}"
-    error = NoSpaceLeft(path or output_dir)
     message = f"no space left on device: {where}; {kept}; no metrics.json written. Free space, then {then}"
-    error.args = (message,)
-    return error
+    return NoSpaceLeft(path or output_dir, message)
 
 
 @says_what_a_full_disk_kept

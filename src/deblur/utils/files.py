@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from deblur.errors import UserError
-
 #: temporary files are named ``.<target name>.tmp-<8 random characters><suffix>``
 TEMP_MARK = ".tmp-"
 _TEMP_NAME = re.compile(r"^\..+" + re.escape(TEMP_MARK) + r"[A-Za-z0-9_]{8}[^/]*$")
@@ -28,12 +26,17 @@ def _umask() -> int:
     return mask
 
 
-class NoSpaceLeft(UserError):
-    """A write failed because the disk (or the user's quota) is full; the message names the file."""
+class NoSpaceLeft(OSError):
+    """A write failed because the disk (or the user's quota) is full: an ``OSError`` (errno ENOSPC) whose
+    message names the file; commands report it as a user error (:func:`deblur.errors.is_user_error`)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, message: str | None = None) -> None:
         self.path = Path(path)
-        super().__init__(f"no space left on device: could not write {self.path}")
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        self.message = message or f"no space left on device: could not write {self.path}"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 #: errno values of a full disk or quota
@@ -53,10 +56,10 @@ def _chain(err: BaseException | None) -> list[BaseException]:
 
 
 def disk_full(err: BaseException) -> NoSpaceLeft | OSError | None:
-    """The first full-disk error in ``err``'s chain (:class:`NoSpaceLeft`, or an ``OSError`` with errno
-    ENOSPC / EDQUOT), or None."""
+    """The first full-disk error in ``err``'s chain (an ``OSError`` with errno ENOSPC / EDQUOT, such as
+    :class:`NoSpaceLeft`), or None."""
     for e in _chain(err):
-        if isinstance(e, NoSpaceLeft) or (isinstance(e, OSError) and e.errno in _FULL):
+        if isinstance(e, OSError) and e.errno in _FULL:
             return e
     return None
 
