@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,29 @@ class CheckpointError(UserError):
     """A checkpoint that cannot (or must not) be loaded; the message names the file."""
 
 
+def check_complete(path: str | os.PathLike, key: str = "ckpt_path") -> None:
+    """Refuse a checkpoint file that was not written to its end: empty, or a zip archive (the format of
+    ``torch.save``) without its end record, e.g. an interrupted copy or a write on a full disk.
+
+    Raises:
+        CheckpointError: naming ``key`` and the file.
+    """
+    path = Path(path).expanduser()
+    size = path.stat().st_size
+    if size == 0:
+        problem = "is empty (0 bytes)"
+    else:
+        with path.open("rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"
+        if not zipped or zipfile.is_zipfile(path):
+            return
+        problem = f"is truncated ({size} bytes, its zip archive has no end record)"
+    raise CheckpointError(
+        f"{key}={path} {problem}: the file was not written completely (an interrupted copy or a full disk). "
+        "Resume from another checkpoint (ckpt_path=<file>) or start a new run in another folder."
+    )
+
+
 def read_checkpoint(path: str | os.PathLike, key: str = "ckpt_path") -> Mapping[str, Any]:
     """The contents of a checkpoint file, read with ``weights_only=True`` on the CPU.
 
@@ -52,6 +76,7 @@ def read_checkpoint(path: str | os.PathLike, key: str = "ckpt_path") -> Mapping[
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{key} does not exist or is not a file: {path}")
+    check_complete(path, key)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError for foreign objects, RuntimeError / EOFError for others

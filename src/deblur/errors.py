@@ -7,6 +7,7 @@ with a message that names the key or the file and says what was expected.
 
 from __future__ import annotations
 
+import errno
 import traceback
 from pathlib import Path
 
@@ -21,8 +22,11 @@ class UserError(ValueError):
 def is_user_error(err: BaseException) -> bool:
     """True for errors a user fixes by changing input: :class:`UserError`, missing / unwritable files,
     configuration errors (Hydra, OmegaConf), and ``ValueError`` raised by the suite's own checks (the
-    innermost frame is in the ``deblur`` package). A ``ValueError`` from inside torch or numpy is a bug."""
+    innermost frame is in the ``deblur`` package). A ``ValueError`` from inside torch or numpy is a bug.
+    A full disk (an ``OSError`` with errno ENOSPC / EDQUOT) is an environment error, reported the same way."""
     if isinstance(err, UserError | FileNotFoundError | NotADirectoryError | PermissionError):
+        return True
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk or quota
         return True
     try:
         from hydra.errors import HydraException

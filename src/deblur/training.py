@@ -21,10 +21,12 @@ What a run promises (docs/trust.md):
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
 import re
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.checkpoints import check_complete
 from deblur.config.checks import MAX_TIME, check_train_config
 from deblur.config.presets import model_preset
 from deblur.data.datamodule import DeblurDataModule
@@ -42,7 +45,8 @@ from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.models.registry import size_mb
-from deblur.utils.files import atomic_write, atomic_write_json
+from deblur.resume_command import resume_command
+from deblur.utils.files import NoSpaceLeft, atomic_write, atomic_write_json, disk_full
 
 log = logging.getLogger(__name__)
 #: the run's own messages (resume notices, the final table): written to the run's log files only (they
@@ -403,6 +407,16 @@ def training_speed(cfg: DictConfig) -> tuple[bool, str]:
     return bool(chosen.channels_last), str(chosen.precision)
 
 
+def check_loss_weights(cfg: DictConfig) -> None:
+    """A loss with pretrained weights (FDDN's VGG16 perceptual loss) gets them before the speed probe and
+    the Trainer, or fails naming ``loss.weights_path``; the run's log says what the loss uses."""
+    loss = _container(cfg.loss)
+    if "pretrained" in loss:
+        from deblur.losses.perceptual import check_vgg16_weights
+
+        say(check_vgg16_weights(bool(loss["pretrained"]), loss.get("weights_path")))
+
+
 def initialise_weights(module: RestorationModule, path: str, resuming: bool = False) -> None:
     """``init_from=<file>``: start training from the weights in ``path`` (fine-tuning).
 
@@ -444,8 +458,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return stored
     ckpt_path = _resolve_ckpt_path(cfg, output_dir)
     _refuse_overwriting(output_dir, ckpt_path)
+    check_loss_weights(cfg)
     start_step = 0
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
+        check_complete(ckpt_path, "ckpt_path")
         check_checkpoint_model(ckpt_path, _container(cfg.model))
         start_step = _announce_resume(cfg, ckpt_path)
     channels_last, precision = training_speed(cfg)
@@ -535,17 +551,38 @@ def _fit(
             "setting trainer.gradient_clip_val) continue with ckpt_path=last, or start a new run. No "
             "metrics.json written."
         ) from err
-    except SystemExit:  # Ctrl+C (Lightning exits) or SIGTERM (Lightning's SIGTERMException)
-        last = output_dir / "checkpoints" / "last.ckpt"
+    except SystemExit as err:  # Ctrl+C (Lightning exits) or SIGTERM (Lightning's SIGTERMException)
         if trainer.is_global_zero:
-            kept = f"{last} holds step {checkpoint_info(last)['step']}" if last.exists() else "no checkpoint"
-            say(f"stopped by signal at step {trainer.global_step}; {kept}; continue with ckpt_path=last")
-        raise
+            say(stopped_by_signal(trainer.global_step, output_dir))
+        raise SystemExit(signal_exit_code(err)) from err
     except Exception as err:
         unwrapped = unwrap_worker_error(err)
         if unwrapped is err:
             raise
         raise unwrapped from None
+
+
+def stopped_by_signal(step: int, output_dir: Path) -> str:
+    """What a run stopped by Ctrl+C / SIGTERM says: the step, the checkpoint kept, the command to continue."""
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return f"stopped by signal at step {step}; no checkpoint was written (callbacks without last.ckpt)"
+    return (
+        f"stopped by signal at step {step}; {last} holds step {checkpoint_info(last)['step']}; no "
+        f"metrics.json written. Continue with: {resume_command(output_dir)}"
+    )
+
+
+def signal_exit_code(err: SystemExit) -> int:
+    """A run stopped by a signal fails: 128 + the signal's number (Lightning exits with 1 on Ctrl+C and
+    with 0 on SIGTERM)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if isinstance(err, SIGTERMException):
+        return 128 + signal.SIGTERM
+    if isinstance(err.__context__, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    return err.code if isinstance(err.code, int) and err.code else 1
 
 
 def stop_reason(trainer: L.Trainer) -> str:
@@ -593,6 +630,39 @@ def _validate_final(trainer: L.Trainer, module: RestorationModule, datamodule: D
         trainer.loggers = loggers
 
 
+def says_what_a_full_disk_kept(fit_and_validate: Any) -> Any:
+    """Decorate :func:`_fit_and_validate` (first argument: the config): a full disk while writing images,
+    checkpoints or logs becomes one :class:`~deblur.utils.files.NoSpaceLeft` naming the path, the
+    checkpoint kept and the command to continue."""
+
+    @functools.wraps(fit_and_validate)
+    def run(cfg: DictConfig, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return fit_and_validate(cfg, *args, **kwargs)
+        except Exception as err:
+            full = disk_full(err)
+            if full is None:
+                raise
+            raise no_space_left(full, Path(cfg.paths.output_dir)) from err
+
+    return run
+
+
+def no_space_left(full: BaseException, output_dir: Path) -> NoSpaceLeft:
+    """The one message of a full disk: the file that could not be written (else the run folder), the
+    checkpoint kept, the command to continue."""
+    path = getattr(full, "path", None) or getattr(full, "filename", None)
+    where = f"could not write {path}" if path else f"could not write the run's files in {output_dir}"
+    last = output_dir / "checkpoints" / "last.ckpt"
+    kept, then = "no checkpoint was kept", "start the run again"
+    if last.exists():
+        kept = f"{last} is kept at step {checkpoint_info(last)['step']}"
+        then = f"continue with: {resume_command(output_dir)}"
+    message = f"no space left on device: {where}; {kept}; no metrics.json written. Free space, then {then}"
+    return NoSpaceLeft(path or output_dir, message)
+
+
+@says_what_a_full_disk_kept
 def _fit_and_validate(
     cfg: DictConfig,
     trainer: L.Trainer,
@@ -649,8 +719,20 @@ def _fit_and_validate(
     return payload
 
 
-def stop_line(payload: dict[str, Any]) -> str:
-    """``stopped by max_time at step 227 of 300: ...`` for a metrics.json payload (old ones: empty)."""
+def max_time_resume(payload: dict[str, Any]) -> str:
+    """The command that continues a run stopped by ``max_time``, with ``trainer.max_time`` doubled (at
+    least twice the training time its ``last.ckpt`` holds)."""
+    output_dir = Path(payload["output_dir"])
+    trainer_cfg = (payload.get("config") or {}).get("trainer") or {}
+    last = output_dir / "checkpoints" / "last.ckpt"
+    used = checkpoint_info(last).get("train_seconds") if last.exists() else None
+    raised = _clock(2 * max(_seconds(trainer_cfg.get("max_time")) or 0, used or 0))
+    return resume_command(output_dir, **{"trainer.max_time": raised})
+
+
+def stop_line(payload: dict[str, Any], resume: str | None = None) -> str:
+    """``stopped by max_time at step 227 of 300: ...`` for a metrics.json payload (old ones: empty);
+    ``resume``: the command to continue (:func:`max_time_resume`), said for a run stopped by max_time."""
     stopped_by, steps, planned = payload.get("stopped_by"), payload.get("steps"), payload.get("planned_steps")
     if stopped_by is None:
         return ""
@@ -666,13 +748,16 @@ def stop_line(payload: dict[str, Any]) -> str:
         line += f": the linear schedule was sized for {planned} steps (its learning rate had not come down)"
     else:
         line += f": {planned - steps} planned steps were not trained"
-    if stopped_by == "max_time":
+    if stopped_by == "max_time" and resume:
+        line += f"; raise trainer.max_time and continue: {resume}"
+    elif stopped_by == "max_time":
         line += "; raise trainer.max_time and continue with ckpt_path=last (a study: resume=true)"
     return line
 
 
-def summary_text(payload: dict[str, Any]) -> str:
-    """The final table of a run (what ``deblur-train`` prints at the end)."""
+def summary_text(payload: dict[str, Any], resume: str | None = None) -> str:
+    """The final table of a run (what ``deblur-train`` prints at the end); ``resume``: see
+    :func:`stop_line`."""
     rows = [
         ("", "PSNR (dB)", "SSIM"),
         ("blurry input", f"{payload['val/psnr_input']:.2f}", f"{payload['val/ssim_input']:.4f}"),
@@ -682,13 +767,14 @@ def summary_text(payload: dict[str, Any]) -> str:
     lines = [f"Final validation ({payload['global_step']} steps, {size})"]
     lines += [f"  {name:<22}{psnr:>10}{ssim:>10}" for name, psnr, ssim in rows]
     lines.append(f"  gain: {payload['val/psnr_gain']:+.2f} dB    outputs: {payload['output_dir']}")
-    stop = stop_line(payload)
+    stop = stop_line(payload, resume)
     if stop:
         lines.append(f"  {stop}")
     return "\n".join(lines)
 
 
 def _print_summary(payload: dict[str, Any]) -> None:
-    say("\n" + summary_text(payload) + "\n")
+    resume = max_time_resume(payload) if payload.get("stopped_by") == "max_time" else None
+    say("\n" + summary_text(payload, resume) + "\n")
     if payload.get("stopped_by") not in (None, *COMPLETE):
-        log.warning(stop_line(payload))
+        log.warning(stop_line(payload, resume))

@@ -28,14 +28,13 @@ def _no_download(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def random_perceptual() -> VGGPerceptualLoss:
-    with pytest.warns(UserWarning, match="meaningless"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: pretrained=False is a documented choice
         return VGGPerceptualLoss(pretrained=False)
 
 
 def random_fddn_loss(lambda_perceptual: float = 0.1) -> FDDNLoss:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return FDDNLoss(lambda_perceptual=lambda_perceptual, pretrained=False)
+    return FDDNLoss(lambda_perceptual=lambda_perceptual, pretrained=False)
 
 
 def test_vgg_is_frozen_up_to_relu3_3_and_stays_in_eval_mode() -> None:

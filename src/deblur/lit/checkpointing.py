@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from deblur.checkpoints import ARCHITECTURE_KEYS, describe_model
-from deblur.utils.files import atomic_write
+from deblur.utils.files import NoSpaceLeft, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,8 @@ class FiniteCheckpoint(ModelCheckpoint):
       older checkpoint is removed on account of the skipped one.
     * ``save_on_exception`` writes nothing when the exception is a ``FloatingPointError`` (the
       non-finite loss of :meth:`deblur.lit.restoration.RestorationModule.training_step`): the weights
-      that produced it have diverged.
+      that produced it have diverged. A save on an exception that fails for a full disk
+      (:class:`~deblur.utils.files.NoSpaceLeft`) is a warning: the exception handled is the one reported.
 
     :attr:`skipped_steps` lists the steps whose save was skipped.
     """
@@ -225,4 +226,8 @@ class FiniteCheckpoint(ModelCheckpoint):
                 step = trainer.global_step
                 log.warning("training diverged at step %d: no checkpoint written on the error", step)
             return
-        super().on_exception(trainer, pl_module, exception)
+        try:
+            super().on_exception(trainer, pl_module, exception)
+        except NoSpaceLeft as err:  # the disk is full: the error being handled is what the run reports
+            if trainer.is_global_zero:
+                log.warning("%s on the error; the checkpoints written before stay", err)

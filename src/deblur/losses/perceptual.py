@@ -6,7 +6,6 @@ Eq. 14: ``L_total = L_MSE + lambda * L_percep``, with lambda = 0.1 (Sec. 4.2).
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import VGG16_Weights
 from torchvision.models.vgg import cfgs, make_layers
+
+from deblur.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,19 +29,60 @@ def vgg16_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+class VGGWeightsUnavailable(UserError, RuntimeError):
+    """The ImageNet VGG16 weights of ``loss.pretrained=true`` are neither given, cached nor downloadable."""
+
+
+#: what ``loss.pretrained=false`` means, said in the run's log
+RANDOM_VGG = (
+    "loss.pretrained=false: the perceptual loss uses a randomly initialised VGG16 as a fixed feature "
+    "extractor: fine for tests and smoke runs, but not the paper's loss (loss.pretrained=true: ImageNet "
+    "VGG16 weights)"
+)
+
+
 def _download_imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet VGG16 weights (hub cache or download); a helpful RuntimeError otherwise."""
+    """torchvision's ImageNet VGG16 weights (hub cache or download); a helpful error otherwise."""
     weights = VGG16_Weights.IMAGENET1K_V1
     file_name = os.path.basename(weights.url)
     try:
         return weights.get_state_dict(progress=False)
     except Exception as error:  # no internet, no cache, corrupt download: all end the same way
-        raise RuntimeError(
+        raise VGGWeightsUnavailable(
             f"VGGPerceptualLoss: could not obtain the ImageNet VGG16 weights ({file_name}) from torchvision "
             f"({type(error).__name__}: {error}). Provide them offline: either set "
             f"loss.weights_path=/path/to/{file_name}, or place {file_name} in the torch hub cache "
-            f"$TORCH_HOME/hub/checkpoints/, which here resolves to {vgg16_cache_dir()}."
+            f"$TORCH_HOME/hub/checkpoints/, which here resolves to {vgg16_cache_dir()}. "
+            "(loss.pretrained=false uses a randomly initialised VGG16 instead: for tests and smoke runs, not "
+            "the paper's loss.)"
         ) from error
+
+
+def check_vgg16_weights(pretrained: bool, weights_path: str | os.PathLike[str] | None = None) -> str:
+    """Make sure the VGG16 weights of ``loss.pretrained`` / ``loss.weights_path`` can be had before anything
+    is built; returns what the loss will use, for the run's log.
+
+    ``pretrained=true`` needs torchvision's ImageNet VGG16 file: ``weights_path``, or the torch hub cache
+    (downloaded there when missing); ``pretrained=false`` uses a randomly initialised VGG16 (no file).
+
+    Raises:
+        VGGWeightsUnavailable: no file given, none cached and none downloadable (naming loss.weights_path).
+        UserError: ``weights_path`` is not a file.
+    """
+    if not pretrained:
+        return RANDOM_VGG
+    if weights_path:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"loss.weights_path={path} is not a file: give torchvision's VGG16 weights "
+                f"({os.path.basename(VGG16_Weights.IMAGENET1K_V1.url)})"
+            )
+        return f"loss.pretrained=true: the perceptual loss uses the ImageNet VGG16 weights of {path}"
+    cached = vgg16_cache_dir() / os.path.basename(VGG16_Weights.IMAGENET1K_V1.url)
+    if not cached.is_file():
+        _download_imagenet_state_dict()
+    return f"loss.pretrained=true: the perceptual loss uses torchvision's ImageNet VGG16 weights ({cached})"
 
 
 def _load_state_dict_file(weights_path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -89,8 +131,9 @@ class VGGPerceptualLoss(nn.Module):
 
     ``pretrained=True`` loads the ImageNet weights: from ``weights_path`` (a state dict file, e.g.
     torchvision's ``vgg16-397923af.pth``) when given, else through torchvision (hub cache or download); if
-    neither works a RuntimeError says how to provide the file. ``pretrained=False`` keeps a random
-    initialisation (for tests), with a warning.
+    neither works a :class:`VGGWeightsUnavailable` (a RuntimeError) says how to provide the file.
+    ``pretrained=False`` keeps a random initialisation: a fixed random feature extractor, fine for tests
+    and smoke runs but not the paper's loss (:data:`RANDOM_VGG`; training says so in the run's log).
 
     The VGG is frozen: ``requires_grad=False`` on its parameters and always in eval mode (:meth:`train`
     keeps it there). Its parameters stay in the state dict (about 6.7 MB for relu3_3).
@@ -119,12 +162,7 @@ class VGGPerceptualLoss(nn.Module):
                 raise RuntimeError(
                     f"VGGPerceptualLoss: {source} is not a VGG16 state dict covering {layer}: {error}"
                 ) from error
-        else:
-            warnings.warn(
-                "VGGPerceptualLoss(pretrained=False): random VGG16 weights, the perceptual features are "
-                "meaningless (use only for tests)",
-                stacklevel=2,
-            )
+        else:  # RANDOM_VGG: a fixed random feature extractor, for tests and smoke runs
             _init_like_torchvision(self.features)
         self.features.requires_grad_(False)
         self.features.eval()

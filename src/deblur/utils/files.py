@@ -5,9 +5,11 @@ A reader (or a crash) never sees a half-written file, and nothing is written nex
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +26,63 @@ def _umask() -> int:
     return mask
 
 
+class NoSpaceLeft(OSError):
+    """A write failed because the disk (or the user's quota) is full: an ``OSError`` (errno ENOSPC) whose
+    message names the file; commands report it as a user error (:func:`deblur.errors.is_user_error`)."""
+
+    def __init__(self, path: str | os.PathLike, message: str | None = None) -> None:
+        self.path = Path(path)
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        self.message = message or f"no space left on device: could not write {self.path}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+#: errno values of a full disk or quota
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: a write that fails with a RuntimeError while less than this is free failed for lack of space (torch's
+#: writer raises ``RuntimeError: ... file write failed`` without an errno)
+_ALMOST_FULL_BYTES = 1 << 20
+
+
+def _chain(err: BaseException | None) -> list[BaseException]:
+    """``err`` and the exceptions it was raised from or while handling."""
+    chain: list[BaseException] = []
+    while err is not None and all(err is not e for e in chain):
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    return chain
+
+
+def disk_full(err: BaseException) -> NoSpaceLeft | OSError | None:
+    """The first full-disk error in ``err``'s chain (an ``OSError`` with errno ENOSPC / EDQUOT, such as
+    :class:`NoSpaceLeft`), or None."""
+    for e in _chain(err):
+        if isinstance(e, OSError) and e.errno in _FULL:
+            return e
+    return None
+
+
+def _failed_for_space(err: BaseException, folder: Path) -> bool:
+    if disk_full(err) is not None:
+        return True
+    if not isinstance(err, RuntimeError):  # an OSError with another errno said what it was
+        return False
+    try:
+        return shutil.disk_usage(folder).free < _ALMOST_FULL_BYTES
+    except OSError:
+        return False
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then atomically move it to ``path``.
 
     ``suffix`` keeps the extension on the temporary name for writers that infer the format from it.
+
+    Raises:
+        NoSpaceLeft: the disk is full (naming ``path``); the temporary file is removed and an existing file
+            at ``path`` stays as it was.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -39,9 +94,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
         # mkstemp creates the file private (0600); give it the permissions a plain open() would
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
+        full = isinstance(err, Exception) and not isinstance(err, NoSpaceLeft)
+        full = full and _failed_for_space(err, target.parent)  # measured while the temporary file fills it
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if full:
+            raise NoSpaceLeft(target) from err
         raise
     return target
 
