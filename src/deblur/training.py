@@ -41,6 +41,7 @@ from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.models.registry import size_mb
+from deblur.training_settings import decide_training_settings
 from deblur.utils.files import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -434,7 +435,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
         check_checkpoint_model(ckpt_path, _container(cfg.model))
         start_step = _announce_resume(cfg, ckpt_path)
-    channels_last, precision = training_speed(cfg)
+    settings = decide_training_settings(cfg, output_dir, ckpt_path)
+    channels_last, precision = settings.channels_last, settings.precision
     L.seed_everything(cfg.seed, workers=True)
     datamodule = DeblurDataModule(
         data=_container(cfg.data), augment=_container(cfg.get("augment")), shuffle_seed=int(cfg.seed)
@@ -454,7 +456,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         for logger in wandb_loggers:  # the resolved config, not ${...} strings (rank 0 only)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        payload = _fit_and_validate(cfg, trainer, module, datamodule, ckpt_path, output_dir, start_step)
+            logger.log_hyperparams(settings.metrics())  # the resolved precision, layout, device, torch
+        payload = _fit_and_validate(
+            cfg, trainer, module, datamodule, ckpt_path, output_dir, start_step, record=settings.metrics()
+        )
         if trainer.is_global_zero:
             for logger in wandb_loggers:  # figures, and the frequency gap as a plot
                 log_run_figures(logger, output_dir, trainer.callback_metrics, trainer.global_step)
@@ -574,7 +579,10 @@ def _fit_and_validate(
     ckpt_path: str | None,
     output_dir: Path,
     start_step: int = 0,
+    record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Fit, validate the final weights, write metrics.json; ``record``: the resolved training settings
+    (:meth:`deblur.training_settings.TrainingSettings.metrics`), top-level keys of metrics.json."""
     _fit(trainer, module, datamodule, ckpt_path, output_dir)
     stopped_by = stop_reason(trainer)
     steps = trainer.global_step
@@ -613,6 +621,7 @@ def _fit_and_validate(
         "stopped_by": stopped_by,
         "resumed_from_step": start_step or None,
         "output_dir": str(output_dir),
+        **(record or {}),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if trainer.is_global_zero:

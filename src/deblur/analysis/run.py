@@ -47,7 +47,8 @@ from deblur.analysis.settings import AnalyzeSettings
 from deblur.config.inference import InferenceSettings
 from deblur.inference import restore
 from deblur.paths import CONF_DIR
-from deblur.speedups import InferenceOptions
+from deblur.speedups import InferenceOptions, describe_options
+from deblur.utils.device import runtime_record
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,9 @@ def analyze(
 
     Returns:
         The ``analysis.json`` payload: ``dataset``, ``split``, ``num_pairs``, ``ckpt_path``, ``device``,
-        ``settings``, ``scales``, ``bands``, ``kinds``, ``js_divergence``, ``entropy_mean``, ``timing``,
+        ``device_name`` and ``torch`` (:func:`deblur.utils.device.runtime_record`), ``inference`` (the
+        network's speed options: precision, memory format, ...; None without a checkpoint), ``settings``,
+        ``scales``, ``bands``, ``kinds``, ``js_divergence``, ``entropy_mean``, ``timing``,
         ``names``, ``entropy`` and ``figures`` (the files written; empty without ``output_dir``).
 
     Raises:
@@ -297,7 +300,7 @@ def analyze(
         dataset = Subset(dataset, range(min(int(analysis.max_images), len(dataset))))
     if len(dataset) == 0:
         raise ValueError(f"the {split} split of data.name={data.get('name')!r} is empty")
-    run = None
+    run, options = None, None
     if ckpt_path:
         net, _ = load_model(ckpt_path, model)
         net, options, device = prepare_network(net, settings)
@@ -325,6 +328,8 @@ def analyze(
         "num_pairs": n_pairs,
         "ckpt_path": str(ckpt_path) if ckpt_path else None,
         "device": str(device),
+        **runtime_record(device),
+        "inference": None if options is None else options.as_dict(),
         "settings": {**config.to_dict(), "batch_size": analysis.batch_size},
         "scales": list(config.scales),
         "bands": list(BANDS),
@@ -380,8 +385,9 @@ def format_summary(payload: Mapping[str, Any]) -> str:
     """A plain-text table of the JS divergences and mean entropies of an :func:`analyze` payload."""
     scales = payload["scales"]
     lines = [
-        f"{payload['dataset']} {payload['split']}: {payload['num_pairs']} pairs on {payload['device']}, "
-        f"{payload['timing']['images_per_s']:.1f} images/s",
+        f"{payload['dataset']} {payload['split']}: {payload['num_pairs']} pairs on "
+        f"{payload.get('device_name', payload['device'])}, {payload['timing']['images_per_s']:.1f} images/s"
+        + (f"; network: {describe_options(payload['inference'])}" if payload.get("inference") else ""),
         f"  {'JS divergence (bits)':<32}" + "".join(f"{'scale ' + s:>12}" for s in scales),
     ]
     for name, table in payload["js_divergence"].items():
