@@ -294,7 +294,9 @@ def decide_training_settings(
     given = given_settings(cfg)
     label = device_label(job_device(cfg))
     if process_rank() > 0:
-        return replace(_wait_for(own, RANK_WAIT_S), decided_in="rank 0")
+        settings = replace(_wait_for(own, RANK_WAIT_S), decided_in="rank 0")
+        log.info("training settings (from rank 0, %s): %s", own, _describe(settings))
+        return settings
     resumed, kept = _resumed_settings(ckpt_path)
     sweep = sweep_folder()
     if len(given) == 2:
