@@ -72,10 +72,10 @@ class TrainingSettings:
     decided_in: str = "run"
     detail: dict[str, Any] = field(default_factory=dict)
 
-    def metrics(self, device: str | None = None) -> dict[str, Any]:
-        """The top-level ``metrics.json`` keys; ``device``: the job's device name (default: the recorded)."""
+    def metrics(self) -> dict[str, Any]:
+        """The top-level ``metrics.json`` keys (``device``: the device the job ran on)."""
         return {
-            "precision": self.precision, "channels_last": self.channels_last, "device": device or self.device,
+            "precision": self.precision, "channels_last": self.channels_last, "device": self.device,
             "torch": torch.__version__, "settings_chosen_by": self.chosen_by,
         }  # fmt: skip
 
@@ -305,7 +305,11 @@ def decide_training_settings(
         settings = with_given(replace(resumed, decided_in="resumed run"), given)
     elif sweep is not None:
         pinned = {**kept, **given}
-        study, decided = shared_decision(sweep, lambda: probe_settings(cfg, pinned))
+
+        def decide() -> TrainingSettings:
+            return replace(probe_settings(cfg, pinned), decided_in="study")
+
+        study, decided = shared_decision(sweep, decide)
         where = "decided by this job" if decided else "decided by an earlier job"
         log.info(
             "training settings of the study (%s, %s): %s", sweep / SETTINGS_FILE, where, _describe(study)
