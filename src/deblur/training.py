@@ -15,7 +15,9 @@ What a run promises (docs/trust.md):
   after how many ``steps`` of the ``planned_steps``;
 * a resume says where it resumes from; ``ckpt_path=last`` / ``best`` without a checkpoint is an error; a
   new run never overwrites a folder that holds a run; a resumed run appends to ``csv/metrics.csv``;
-* ``train.log`` (Hydra's job log) holds the run's log, Lightning's messages and the final table.
+* ``train.log`` (Hydra's job log) holds the run's log, Lightning's messages and the final table;
+* the precision and memory format are decided once per run / study / resumed run and recorded in
+  ``metrics.json`` (:mod:`deblur.training_settings`).
 """
 
 from __future__ import annotations
@@ -371,6 +373,9 @@ def training_speed(cfg: DictConfig) -> tuple[bool, str]:
     network and loss at the training crop (:func:`deblur.speed_probe.choose_training_speed`, cached per
     machine) and take the fastest; ``speed=fixed`` takes the fixed rule instead. The defaults are fixed
     (``channels_last: true``, ``32-true``): docs/training.md says why.
+
+    One run's choice, decided afresh; :func:`train` decides through
+    :func:`deblur.training_settings.decide_training_settings` (once per study, kept by a resumed run).
     """
     channels_last, precision = cfg.get("channels_last"), str(cfg.trainer.precision)
     if channels_last is not None and precision != "auto":
