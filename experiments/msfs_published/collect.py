@@ -62,7 +62,16 @@ def table(runs: list[dict[str, Any]]) -> str:
         "protocol); without the mark, unaligned (the authors' MATLAB script). The paper does not say whether "
         "TLC was used ('?')."
     )
+    lines += ["", "Network precision and device: " + "; ".join(run_device(r) for r in runs) + "."]
     return "\n".join(lines) + "\n"
+
+
+def run_device(results: dict[str, Any]) -> str:
+    """``w.pth: fp32 on <device> (torch 2.x)`` for one ``results.json``."""
+    label = Path(str(results.get("ckpt_path"))).name
+    precision = (results.get("inference") or {}).get("precision", "fp32")
+    device = results.get("device_name", results.get("device"))
+    return f"{label}: {precision} on {device} (torch {results.get('torch', '?')})"
 
 
 def collect(root: Path, out: Path | None = None) -> Path:

@@ -15,7 +15,9 @@ Outputs in ``output_dir``, all written atomically:
 * ``results.md``: one row per dataset with PSNR / SSIM columns (MSFS-Net Table 3 style);
 * ``results.json``: the checkpoint, the network config, the settings and each dataset's summary.
 
-The speed options (:mod:`deblur.speedups`; from ``settings``, null = the device's defaults) are recorded
+The network runs in fp32 unless ``settings`` ask for ``precision=bf16`` (:func:`eval_settings`: the
+papers' numbers are fp32; ``results.md`` names a bf16 run beside its table). The speed options
+(:mod:`deblur.speedups`; from ``settings``, null = chosen by the probe or the device's defaults) are recorded
 under ``inference`` in ``results.json`` and each ``summary.json``: ``seconds_per_image`` (the network on one
 image, host copies included) depends on them.
 """
@@ -41,6 +43,7 @@ from deblur.io import write_image
 from deblur.metrics.scoring import check_protocol, score_rows, summarize, write_outputs
 from deblur.speedups import InferenceOptions, describe_options
 from deblur.utils.checks import check_bool, check_int, format_number, mean
+from deblur.utils.device import runtime_record
 from deblur.utils.files import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -135,6 +138,27 @@ def evaluate_dataset(
     return summary
 
 
+def eval_settings(settings: InferenceSettings) -> InferenceSettings:
+    """``deblur-eval``'s inference settings: ``precision`` fp32 unless one is asked for (the papers' numbers
+    are fp32; bf16 only with ``precision=bf16``). Memory format and BatchNorm folding stay open to the probe:
+    they stay within their tolerance of the fp32 NCHW output (:data:`deblur.speedups.TOLERANCES`)."""
+    if settings.speed.get("precision") is not None:
+        return settings
+    return dataclasses.replace(settings, speed={**settings.speed, "precision": "fp32"})
+
+
+def _precision_note(results: Mapping[str, Any]) -> list[str]:
+    precision = (results.get("inference") or {}).get("precision", "fp32")
+    if precision == "fp32":
+        return []
+    return [
+        f"**Precision {precision}** (asked for with `precision={precision}`): the network ran under "
+        f"{precision} autocast, not in fp32 as the papers' numbers were made; these scores can differ from "
+        "fp32 ones (docs/predict.md, speed options).",
+        "",
+    ]
+
+
 def _tlc_text(tlc: Mapping[str, Any] | None) -> str:
     if not tlc or not tlc.get("enabled"):
         return "off"
@@ -148,7 +172,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "",
         f"Network: `{results['model'].get('name')}`; tile: {results['tile'] or 'none (whole images)'}; "
         f"inference: {describe_options(results.get('inference'))}; TLC: {_tlc_text(results.get('tlc'))}.",
+        f"Device: {results.get('device_name', results.get('device'))}; torch {results.get('torch', '?')}.",
         "",
+        *_precision_note(results),
         "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |",
         "|---|---|---|---|---|---|",
     ]
@@ -214,9 +240,9 @@ def evaluate(
         score_workers: processes scoring in parallel with the network (0: in this process).
 
     Returns:
-        The ``results.json`` payload: ``ckpt_path``, ``model``, ``device``, ``tile``, ``tile_overlap``,
-        ``limit``, ``inference`` (speed options), ``tlc`` (``enabled``, ``base_size``, ``train_size``) and
-        ``datasets`` (each dataset's summary).
+        The ``results.json`` payload: ``ckpt_path``, ``model``, ``device``, ``device_name``, ``torch``,
+        ``tile``, ``tile_overlap``, ``limit``, ``inference`` (speed options), ``tlc`` (``enabled``,
+        ``base_size``, ``train_size``) and ``datasets`` (each dataset's summary).
 
     Raises:
         ValueError: a dataset that cannot be evaluated or has no root, a bad setting (naming its key).
@@ -236,6 +262,7 @@ def evaluate(
     check_bool("save_images", save_images)
     if not isinstance(settings, InferenceSettings):
         settings = InferenceSettings.from_config(settings or {})
+    settings = eval_settings(settings)
     output_dir = Path(output_dir)
 
     net, model_cfg = load_model(ckpt_path, model)
@@ -269,6 +296,7 @@ def evaluate(
         "ckpt_path": str(ckpt_path),
         "model": model_cfg,
         "device": str(device),
+        **runtime_record(device),
         "tile": settings.tile,
         "tile_overlap": settings.tile_overlap if settings.tile is not None else None,
         "limit": limit,

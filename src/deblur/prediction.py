@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deblur.io import IMAGE_EXTENSIONS, ImageReadError, encode_like, read_image, to_float, write_image
+from deblur.utils.device import runtime_record
 from deblur.utils.files import check_writable, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,9 @@ def predict_images(
         on_error: ``error`` stops at an unreadable image; ``skip`` reports it and goes on.
 
     Returns:
-        ``{"written", "kept", "failed", "output", "model", "device", "inference"}``.
+        ``{"written", "kept", "failed", "output", "model", "device", "device_name", "torch", "inference"}``
+        (``device_name``, ``torch``: :func:`deblur.utils.device.runtime_record`; ``inference``: the speed
+        options used: precision, memory format, BatchNorm folding, compile).
 
     Raises:
         PredictionIncomplete: with ``on_error="skip"``, after the run, when some inputs failed.
@@ -197,6 +200,8 @@ def predict_images(
     net, options, device = prepare_network(net, settings, example=_example(plan, settings.tile))
     log.info("network %s on %s; %d image(s)", model_cfg.get("name"), device, len(plan))
     log.info("inference options: %s", options.as_dict())
+    runtime = runtime_record(device)
+    log.info("device: %s; torch %s", runtime["device_name"], runtime["torch"])
     written: list[str] = []
     kept: list[str] = []
     failed: list[str] = []
@@ -225,6 +230,7 @@ def predict_images(
         "output": str(out_dir),
         "model": model_cfg,
         "device": str(device),
+        **runtime,
         "inference": options.as_dict(),
     }
     if failed:

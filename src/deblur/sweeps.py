@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def sweep_table(sweep_dir: str | Path) -> str | None:
-    """A Markdown table of the jobs of a sweep folder (job folder, val/psnr, val/ssim, gain, steps, stop),
-    from their metrics.json; None when no job wrote one."""
+    """A Markdown table of the jobs of a sweep folder (job folder, val/psnr, val/ssim, gain, steps, stop,
+    the training precision and memory format, the device), from their metrics.json; None when no job
+    wrote one."""
     from deblur.analysis.tables import load_runs
 
     sweep = Path(sweep_dir)
@@ -30,8 +31,8 @@ def sweep_table(sweep_dir: str | Path) -> str | None:
     lines = [
         f"Jobs of {sweep} ({len(runs)} with metrics.json)",
         "",
-        "| job | PSNR (dB) | SSIM | gain (dB) | steps | stopped by |",
-        "|---|---:|---:|---:|---:|---|",
+        "| job | PSNR (dB) | SSIM | gain (dB) | steps | stopped by | precision | device |",
+        "|---|---:|---:|---:|---:|---|---|---|",
     ]
     for run in runs:
         job = Path(run["_path"]).parent.relative_to(sweep).as_posix()
@@ -40,9 +41,20 @@ def sweep_table(sweep_dir: str | Path) -> str | None:
         lines.append(
             f"| {job} | {run.get('val/psnr', math.nan):.2f} | {run.get('val/ssim', math.nan):.4f} | "
             f"{run.get('val/psnr_gain', math.nan):+.2f} | {steps}{f' / {planned}' if planned else ''} | "
-            f"{run.get('stopped_by', '?')} |"
+            f"{run.get('stopped_by', '?')} | {precision_text(run)} | {run.get('device', '?')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def precision_text(run: dict[str, Any]) -> str:
+    """``32-true, channels_last (probe)``: a metrics.json's training settings in words (``?`` for runs
+    older than the record)."""
+    precision = run.get("precision")
+    if precision is None:
+        return "?"
+    layout = {True: ", channels_last", False: ", NCHW"}.get(run.get("channels_last"), "")
+    chosen = run.get("settings_chosen_by")
+    return f"{precision}{layout}" + (f" ({chosen})" if chosen else "")
 
 
 def _study_collector(name: str) -> Any:

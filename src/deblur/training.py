@@ -15,7 +15,9 @@ What a run promises (docs/trust.md):
   after how many ``steps`` of the ``planned_steps``;
 * a resume says where it resumes from; ``ckpt_path=last`` / ``best`` without a checkpoint is an error; a
   new run never overwrites a folder that holds a run; a resumed run appends to ``csv/metrics.csv``;
-* ``train.log`` (Hydra's job log) holds the run's log, Lightning's messages and the final table.
+* ``train.log`` (Hydra's job log) holds the run's log, Lightning's messages and the final table;
+* the precision and memory format are decided once per run / study / resumed run and recorded in
+  ``metrics.json`` (:mod:`deblur.training_settings`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.models.registry import size_mb
 from deblur.resume_command import resume_command
+from deblur.training_settings import decide_training_settings
 from deblur.utils.files import NoSpaceLeft, atomic_write, atomic_write_json, disk_full
 
 log = logging.getLogger(__name__)
@@ -388,6 +391,9 @@ def training_speed(cfg: DictConfig) -> tuple[bool, str]:
     network and loss at the training crop (:func:`deblur.speed_probe.choose_training_speed`, cached per
     machine) and take the fastest; ``speed=fixed`` takes the fixed rule instead. The defaults are fixed
     (``channels_last: true``, ``32-true``): docs/training.md says why.
+
+    One run's choice, decided afresh; :func:`train` decides through
+    :func:`deblur.training_settings.decide_training_settings` (once per study, kept by a resumed run).
     """
     channels_last, precision = cfg.get("channels_last"), str(cfg.trainer.precision)
     if channels_last is not None and precision != "auto":
@@ -464,7 +470,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_complete(ckpt_path, "ckpt_path")
         check_checkpoint_model(ckpt_path, _container(cfg.model))
         start_step = _announce_resume(cfg, ckpt_path)
-    channels_last, precision = training_speed(cfg)
+    settings = decide_training_settings(cfg, output_dir, ckpt_path)
+    channels_last, precision = settings.channels_last, settings.precision
     L.seed_everything(cfg.seed, workers=True)
     datamodule = DeblurDataModule(
         data=_container(cfg.data), augment=_container(cfg.get("augment")), shuffle_seed=int(cfg.seed)
@@ -484,7 +491,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         for logger in wandb_loggers:  # the resolved config, not ${...} strings (rank 0 only)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        payload = _fit_and_validate(cfg, trainer, module, datamodule, ckpt_path, output_dir, start_step)
+            logger.log_hyperparams(settings.metrics())  # the resolved precision, layout, device, torch
+        payload = _fit_and_validate(
+            cfg, trainer, module, datamodule, ckpt_path, output_dir, start_step, record=settings.metrics()
+        )
         if trainer.is_global_zero:
             for logger in wandb_loggers:  # figures, and the frequency gap as a plot
                 log_run_figures(logger, output_dir, trainer.callback_metrics, trainer.global_step)
@@ -671,7 +681,10 @@ def _fit_and_validate(
     ckpt_path: str | None,
     output_dir: Path,
     start_step: int = 0,
+    record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Fit, validate the final weights, write metrics.json; ``record``: the resolved training settings
+    (:meth:`deblur.training_settings.TrainingSettings.metrics`), top-level keys of metrics.json."""
     _fit(trainer, module, datamodule, ckpt_path, output_dir)
     stopped_by = stop_reason(trainer)
     steps = trainer.global_step
@@ -711,6 +724,7 @@ def _fit_and_validate(
         "stopped_by": stopped_by,
         "resumed_from_step": start_step or None,
         "output_dir": str(output_dir),
+        **(record or {}),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if trainer.is_global_zero:

@@ -126,6 +126,9 @@ def test_checkpoint_adds_deblurred_images_and_fig7(compose_analyze, tmp_path, ch
     assert all(0.0 <= table[band][scale] <= 1.0 for band in ("high", "low") for scale in SCALES)
     assert len(payload["entropy"]["deblurred"]["high"]["1/4"]) == payload["num_pairs"] == 3
     assert (tmp_path / "fig7_sharp_vs_deblurred.png").exists()
+    # where the numbers were computed: the network's precision and layout, the device, torch
+    assert payload["inference"]["precision"] == "fp32" and payload["inference"]["channels_last"] is False
+    assert "(cpu" in payload["device_name"] and payload["torch"] == torch.__version__
     # the numbers are those of the network's outputs
     net, _ = load_model(checkpoint)
     data = DeblurDataModule(data=SMALL_DATA_DICT)

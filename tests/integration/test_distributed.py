@@ -42,6 +42,8 @@ def test_ddp_two_cpu_processes_train_and_reduce_validation_exactly(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "train_ddp_process_1" in " ".join(p.name for p in run.iterdir())  # rank 1 really ran
+    # rank 1 trained with rank 0's decision (read from the run folder), it decided nothing itself
+    assert "training settings (from rank 0" in (run / "train_ddp_process_1.log").read_text()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and metrics["config"]["trainer"]["devices"] == 2
 

@@ -85,5 +85,10 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     sweep = tmp_path / "logs" / "debug" / "multiruns" / "parallel"  # debug presets: their own root
-    seeds = sorted(json.loads(p.read_text())["config"]["seed"] for p in sweep.glob("job*/metrics.json"))
-    assert seeds == [1, 2]
+    jobs = [json.loads(p.read_text()) for p in sweep.glob("job*/metrics.json")]
+    assert sorted(job["config"]["seed"] for job in jobs) == [1, 2]
+    # the two parallel jobs train alike: one decision for the study, made by one of them under a lock
+    assert len({(job["precision"], job["channels_last"], job["settings_chosen_by"]) for job in jobs}) == 1
+    assert (sweep / "training_settings.json").is_file()
+    logs = "\n".join(p.read_text() for p in sweep.glob("job*/*.log"))
+    assert logs.count("decided by this job") == 1 and logs.count("decided by an earlier job") == 1

@@ -244,3 +244,35 @@ def test_readme_quoting_example_for_odd_paths_runs(ckpt, tmp_path):
     proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "deblurred photos" / "[2024] café.png").is_file()
+
+
+def test_eval_runs_fp32_unless_bf16_is_asked_for_and_says_so(ckpt, tmp_path, monkeypatch):
+    from deblur import speed_probe
+    from deblur.speed_probe import ProbeResult
+    from deblur.speedups import InferenceOptions
+
+    def probe_prefers_bf16(device, *, precision=None, **kwargs):  # a machine where bf16 times faster
+        return ProbeResult(InferenceOptions(channels_last=True, precision=precision or "bf16"), "probe")
+
+    monkeypatch.setattr(speed_probe, "resolve_speed", probe_prefers_bf16)
+    hide = make_hide(tmp_path / "HIDE_dataset")
+    cpu = InferenceSettings(device="cpu")
+    exact = evaluate(ckpt, ["hide"], {"hide": hide}, settings=cpu, output_dir=tmp_path / "fp32", limit=1)
+    assert exact["inference"]["precision"] == "fp32" and exact["inference"]["channels_last"] is True
+    assert "(cpu" in exact["device_name"] and exact["torch"] == torch.__version__
+    table = (tmp_path / "fp32" / "results.md").read_text()
+    assert "Precision" not in table and exact["device_name"] in table
+
+    asked = InferenceSettings(device="cpu", speed={"precision": "bf16"})
+    fast = evaluate(ckpt, ["hide"], {"hide": hide}, settings=asked, output_dir=tmp_path / "bf16", limit=1)
+    assert fast["inference"]["precision"] == "bf16"
+    table = (tmp_path / "bf16" / "results.md").read_text()
+    assert "**Precision bf16**" in table.split("| Dataset")[0]  # said beside (above) the table
+
+
+def test_predict_records_device_and_torch(ckpt, tmp_path):
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), np.ascontiguousarray(skimage.data.astronaut()[100:132, 150:182, ::-1]))
+    result = _predict(ckpt, image, tmp_path / "out", "precision=fp32")
+    assert "(cpu" in result["device_name"] and result["torch"] == torch.__version__
+    assert result["inference"]["precision"] == "fp32"

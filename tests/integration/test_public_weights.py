@@ -119,3 +119,4 @@ def test_eval_with_tlc_records_it_and_the_published_collector_reads_it(tmp_path)
     spec.loader.exec_module(collect)
     table = collect.collect(tmp_path / "evals").read_text()
     assert "| w.pth | on (24) |" in table and "MSFS-Net (paper" in table
+    assert f"w.pth: fp32 on {results['device_name']} (torch {torch.__version__})" in table

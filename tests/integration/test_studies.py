@@ -111,4 +111,5 @@ def test_cross_dataset_study_trains_on_gopro_and_collects_table3(compose_train, 
     rows = _table_rows(table)
     assert rows[0][0].startswith("ours: `msfs`") and len(rows[0]) == 9
     assert rows[1] == ["MSFS-Net (paper)", "32.73", "0.959", "-", "-", "28.97", "0.908", "36.02", "0.959"]
+    assert "Network run in fp32 on " in table  # the precision and device of the numbers
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["datasets"]["hide"]["count"] == 3

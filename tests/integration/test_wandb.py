@@ -93,6 +93,9 @@ def test_wandb_offline_run_holds_val_psnr_and_the_resolved_config(compose_train,
     }
     assert config["data"]["crop_size"] == 32 and config["paths"]["output_dir"] == str(tmp_path)  # resolved
     assert "${" not in json.dumps(config)
+    # the resolved training settings, not trainer.precision=auto
+    assert config["precision"] == payload["precision"] == "32-true" and config["settings_chosen_by"] == "rule"
+    assert config["channels_last"] is True and config["device"] == payload["device"]
 
 
 def test_wandb_disabled_needs_nothing(compose_train, tmp_path, monkeypatch):

@@ -51,7 +51,8 @@ from deblur.config.inference import InferenceSettings
 from deblur.data.base import dataset_sources, distinct_first
 from deblur.inference import restore
 from deblur.paths import CONF_DIR
-from deblur.speedups import InferenceOptions
+from deblur.speedups import InferenceOptions, describe_options
+from deblur.utils.device import runtime_record
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +284,10 @@ def analyze(
 
     Returns:
         The ``analysis.json`` payload: ``dataset``, ``split``, ``num_pairs``, ``distinct_images``,
-        ``min_distinct_images``, ``warnings``, ``ckpt_path``, ``device``,
-        ``settings``, ``scales``, ``bands``, ``kinds``, ``js_divergence``, ``entropy_mean``, ``timing``,
+        ``min_distinct_images``, ``warnings``, ``ckpt_path``, ``device``, ``device_name`` and ``torch``
+        (:func:`deblur.utils.device.runtime_record`), ``inference`` (the network's speed options: precision,
+        memory format, ...; None without a checkpoint), ``settings``,
+        ``scales``, ``bands``, ``kinds``, ``js_divergence``, ``entropy_mean``, ``timing``,
         ``names``, ``entropy`` and ``figures`` (the files written; empty without ``output_dir``).
 
     Raises:
@@ -315,7 +318,7 @@ def analyze(
     warning = sample_size_warning(distinct)
     if warning:
         log.warning("%s %s: %s", data.get("name"), split, warning)
-    run = None
+    run, options = None, None
     if ckpt_path:
         net, _ = load_model(ckpt_path, model)
         net, options, device = prepare_network(net, settings)
@@ -346,6 +349,8 @@ def analyze(
         "warnings": [warning] if warning else [],
         "ckpt_path": str(ckpt_path) if ckpt_path else None,
         "device": str(device),
+        **runtime_record(device),
+        "inference": None if options is None else options.as_dict(),
         "settings": {**config.to_dict(), "batch_size": analysis.batch_size},
         "scales": list(config.scales),
         "bands": list(BANDS),
@@ -404,8 +409,9 @@ def format_summary(payload: Mapping[str, Any]) -> str:
     scales = payload["scales"]
     lines = [
         f"{payload['dataset']} {payload['split']}: {payload['num_pairs']} pairs "
-        f"({payload.get('distinct_images', '?')} distinct images) on {payload['device']}, "
-        f"{payload['timing']['images_per_s']:.1f} images/s",
+        f"({payload.get('distinct_images', '?')} distinct images) on "
+        f"{payload.get('device_name', payload['device'])}, {payload['timing']['images_per_s']:.1f} images/s"
+        + (f"; network: {describe_options(payload['inference'])}" if payload.get("inference") else ""),
         *(f"  WARNING: {w}" for w in payload.get("warnings", [])),
         f"  {'JS divergence (bits)':<32}" + "".join(f"{'scale ' + s:>12}" for s in scales),
     ]

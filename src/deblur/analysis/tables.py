@@ -126,12 +126,34 @@ def summarize(
             "components": components(members[0].get("config", {})),
             "parameters": _mean_std(m.get("parameters") for m in members)[0],
             "size_mb": _mean_std(m.get("size_mb") for m in members)[0],
+            "training": sorted({training_settings_text(m) for m in members}),
         }
         for key in ("val/psnr", "val/ssim", "val/psnr_input", "val/ssim_input"):
             row[key], row[key + "_std"] = _mean_std(m.get(key) for m in members)
         rows.append(row)
     rows.sort(key=lambda r: (r["model"], r["ablation"].endswith("/full"), r["ablation"]))
     return rows
+
+
+def training_settings_text(run: dict[str, Any]) -> str:
+    """``precision 32-true, channels_last on <device>``: a job's training settings from its metrics.json
+    (``unrecorded`` for jobs written before metrics.json named them)."""
+    if run.get("precision") is None:
+        return "unrecorded"
+    layout = {True: "channels_last", False: "NCHW"}.get(run.get("channels_last"), "layout ?")
+    return f"precision {run['precision']}, {layout} on {run.get('device', '?')}"
+
+
+def training_settings_note(rows: list[dict[str, Any]]) -> str:
+    """The line under a study table naming the precision, memory format and device its jobs trained with;
+    it says so when they differ (the rows are then not a like-for-like comparison)."""
+    settings = sorted({s for r in rows for s in r.get("training", [])})
+    if not settings:
+        return ""
+    if len(settings) == 1:
+        return f"Trained with {settings[0]} (every job)."
+    differ = "**Training settings differ between jobs** (not a like-for-like comparison): "
+    return differ + "; ".join(settings) + "."
 
 
 def _fmt(value: float, digits: int, std: float = 0.0) -> str:
@@ -179,6 +201,9 @@ def ablation_table(rows: list[dict[str, Any]], paper: dict[str, tuple], title: s
         "Ours: final validation of each job (`metrics.json`), torchmetrics PSNR per image / SSIM on the "
         "validation set; size = fp32 parameters in MB (2^20 bytes).",
     ]
+    trained = training_settings_note(rows)
+    if trained:
+        lines.append(trained)
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"
@@ -208,7 +233,10 @@ def cross_dataset_table(results: dict[str, Any], paper: dict[str, tuple] | None 
         theirs += [_fmt(pub[0], 2), _fmt(pub[1], 3)] if pub else ["-", "-"]
     lines += ["| " + " | ".join(ours) + " |", "| " + " | ".join(theirs) + " |", ""]
     counts = ", ".join(f"{TITLES.get(d, d)} {results['datasets'][d].get('count')}" for d in datasets)
+    inference = results.get("inference") or {}
     lines.append(
+        f"Network run in {inference.get('precision', 'fp32')} on "
+        f"{results.get('device_name', results.get('device'))} (torch {results.get('torch', '?')}). "
         f"Images scored: {counts}. Protocols: GoPro/HIDE 8-bit PSNR (peak 255) + MATLAB 3-D SSIM; "
         "RealBlur ECC-aligned, masked. '-': not reported in the paper."
     )

@@ -47,3 +47,11 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def runtime_record(device: str | torch.device) -> dict[str, str]:
+    """What an output records about where it was computed: ``device_name`` (the GPU's name, or the CPU
+    model with the torch thread count: :func:`deblur.speed_probe.device_name`) and the ``torch`` version."""
+    from deblur.speed_probe import device_name
+
+    return {"device_name": device_name(torch.device(device)), "torch": torch.__version__}

@@ -1,0 +1,334 @@
+"""The settings that change a training run's numbers (precision, memory format): decided once, stored,
+recorded.
+
+Precision is an experimental variable, like the seed: a study holds it fixed and says what it was. So the
+two speed settings of ``deblur-train`` (``trainer.precision`` and ``channels_last``) are decided once and
+stored as JSON (:data:`SETTINGS_FILE`, written atomically):
+
+* **per run**: ``<run folder>/training_settings.json``, written by rank 0 before training. DDP ranks > 0
+  never decide: they read rank 0's file (waiting for it up to :data:`RANK_WAIT_S` seconds).
+* **per study**: in a multirun, the first job to need a decision makes it (given values, or one timing
+  probe, or the fixed rule) and writes ``<sweep dir>/training_settings.json`` under an exclusive lock
+  (``fcntl``; parallel jobs of the joblib launcher wait for it); every other job, and every job of a
+  ``resume=true`` rerun, reads it. No job probes on its own.
+* **resumed runs**: a run resumed from a checkpoint keeps the settings its run started with (the
+  ``training_settings.json`` beside the checkpoint's ``checkpoints/`` folder; for runs older than that
+  file, the checkpoint's ``channels_last``), unless the user gives them explicitly.
+
+Values the user gives (``channels_last=true|false``, ``trainer.precision=<not auto>``) always win over a
+stored decision. How the settings were chosen is one of :data:`CHOSEN_BY`: ``given`` (both set by the
+user), ``probe`` (timed, now or earlier: the speed cache), ``rule`` (the fixed rule: ``speed=fixed``, an
+input too small to time, no bf16 on the device). ``metrics.json`` carries them
+(:meth:`TrainingSettings.metrics`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deblur.errors import UserError
+from deblur.utils.files import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "training_settings.json"
+LOCK_FILE = ".training_settings.lock"
+#: how the settings were chosen
+CHOSEN_BY = ("given", "probe", "rule")
+#: :class:`deblur.speed_probe.TrainingSpeed` ``source`` -> how chosen (unknown sources with times: probe)
+_SOURCE_CHOSEN_BY = {
+    "explicit": "given",
+    "fixed": "rule",
+    "tiny input": "rule",
+    "probe": "probe",
+    "cache": "probe",
+}
+#: seconds a DDP rank > 0 waits for rank 0's settings file
+RANK_WAIT_S = 600.0
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The resolved Lightning ``precision`` (``32-true``, ``bf16-mixed``, ...), ``channels_last``, how they
+    were chosen (:data:`CHOSEN_BY`), the device name and torch version they were decided for, where the
+    decision came from (``decided_in``: ``run``, ``study``, ``resumed run``, ``rank 0``) and the probe's
+    detail (``detail``: its source, times, the keys given)."""
+
+    precision: str
+    channels_last: bool
+    chosen_by: str
+    device: str
+    torch: str
+    decided_in: str = "run"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        """The top-level ``metrics.json`` keys (``device``: the device the job ran on)."""
+        return {
+            "precision": self.precision, "channels_last": self.channels_last, "device": self.device,
+            "torch": torch.__version__, "settings_chosen_by": self.chosen_by,
+        }  # fmt: skip
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any], path: Path) -> TrainingSettings:
+        try:
+            settings = cls(
+                **{k: data[k] for k in ("precision", "channels_last", "chosen_by", "device", "torch")},
+                decided_in=str(data.get("decided_in", "run")),
+                detail=dict(data.get("detail") or {}),
+            )
+        except (KeyError, TypeError) as err:
+            raise UserError(
+                f"{path} is not a training settings file ({err}); delete it to decide again"
+            ) from err
+        if not isinstance(settings.channels_last, bool) or not isinstance(settings.precision, str):
+            raise UserError(
+                f"{path}: channels_last must be true/false and precision a string; delete it to decide again"
+            )
+        return settings
+
+
+# ---------------------------------------------------------------- inputs of the decision
+def given_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings the user set: ``channels_last`` (not null) and ``trainer.precision`` (not ``auto``)."""
+    given: dict[str, Any] = {}
+    if cfg.get("channels_last") is not None:
+        given["channels_last"] = bool(cfg.get("channels_last"))
+    precision = str(cfg["trainer"].get("precision") or "auto")
+    if precision != "auto":
+        given["precision"] = precision
+    return given
+
+
+def job_device(cfg: Mapping[str, Any]) -> torch.device:
+    """The device the run trains on (``trainer.accelerator``; ``auto``: CUDA when available)."""
+    from deblur.utils.device import select_device
+
+    accelerator = str(cfg["trainer"].get("accelerator") or "auto")
+    return select_device("cuda" if accelerator in ("gpu", "cuda") else accelerator)
+
+
+def device_label(device: torch.device) -> str:
+    from deblur.speed_probe import device_name
+
+    return device_name(device)
+
+
+def with_given(settings: TrainingSettings, given: Mapping[str, Any]) -> TrainingSettings:
+    """``settings`` with the user's values on top (``chosen_by`` becomes ``given`` when both are given)."""
+    if not given:
+        return settings
+    chosen_by = "given" if len(given) == 2 else settings.chosen_by
+    return replace(settings, chosen_by=chosen_by, detail={**settings.detail, "given": sorted(given)}, **given)
+
+
+def probe_settings(cfg: Mapping[str, Any], given: Mapping[str, Any]) -> TrainingSettings:
+    """Decide now: the given values, the rest by :func:`deblur.speed_probe.choose_training_speed` (the probe,
+    the speed cache, or the fixed rule)."""
+    from deblur import speed_probe
+
+    device = job_device(cfg)
+    label = device_label(device)
+    if len(given) == 2:
+        return TrainingSettings(
+            given["precision"],
+            given["channels_last"],
+            "given",
+            label,
+            torch.__version__,
+            detail={"given": sorted(given)},
+        )
+    data = cfg["data"]
+    chosen = speed_probe.choose_training_speed(
+        _plain(cfg["model"]), _plain(cfg["loss"]), device,
+        batch=int(data["batch_size"]), size=int(data.get("crop_size") or 256),
+        channels_last=given.get("channels_last"), precision=given.get("precision"),
+        mode=str(cfg.get("speed") or "probe"), cache=cfg.get("speed_cache"),
+    )  # fmt: skip
+    chosen_by = _SOURCE_CHOSEN_BY.get(chosen.source, "probe" if chosen.times_ms else "rule")
+    detail = {"source": chosen.source, "times_ms": chosen.times_ms, "given": sorted(given)}
+    return TrainingSettings(
+        str(chosen.precision), bool(chosen.channels_last), chosen_by, label, torch.__version__, detail=detail
+    )
+
+
+def _plain(node: Any) -> Any:
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+
+
+# ---------------------------------------------------------------- the stored decision
+def read_settings(path: Path) -> TrainingSettings | None:
+    """The settings stored at ``path``; None when there is no file. Raises UserError for a broken file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"{path} is unreadable ({err}); delete it to decide the training settings again"
+        ) from err
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a training settings file; delete it to decide again")
+    return TrainingSettings.from_record(data, Path(path))
+
+
+def write_settings(path: Path, settings: TrainingSettings) -> None:
+    atomic_write_json(path, settings.record())
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive ``fcntl`` lock on ``folder/.training_settings.lock`` (jobs of one sweep, in parallel)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shared_decision(folder: Path, decide: Callable[[], TrainingSettings]) -> tuple[TrainingSettings, bool]:
+    """The decision stored in ``folder`` (:data:`SETTINGS_FILE`), or ``decide()`` written there when there is
+    none; under an exclusive lock, so that of jobs running at once exactly one decides.
+    Returns ``(settings, decided here)``."""
+    path = Path(folder) / SETTINGS_FILE
+    with _locked(Path(folder)):
+        stored = read_settings(path)
+        if stored is not None:
+            return stored, False
+        settings = decide()
+        write_settings(path, settings)
+        return settings, True
+
+
+def sweep_folder() -> Path | None:
+    """The sweep folder of a Hydra multirun job (absolute), else None (a single run, or no Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    folder = Path(str(hc.sweep.dir)).expanduser()
+    return folder if folder.is_absolute() else Path(str(hc.runtime.cwd)) / folder
+
+
+def process_rank() -> int:
+    """This process's global rank as the launcher set it (``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``); 0
+    without one."""
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    return int(_get_rank() or 0)
+
+
+def _wait_for(path: Path, timeout: float) -> TrainingSettings:
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = read_settings(path)
+        if stored is not None:
+            return stored
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"rank {process_rank()}: no {path} from rank 0 after {timeout:.0f} s; rank 0 decides the "
+                "training settings (set channels_last and trainer.precision to give them to every rank)"
+            )
+        time.sleep(0.5)
+
+
+def _resumed_settings(ckpt_path: str | None) -> tuple[TrainingSettings | None, dict[str, Any]]:
+    """(settings the resumed run started with, or None; values of an older checkpoint to keep)."""
+    if ckpt_path is None or "://" in ckpt_path or not Path(ckpt_path).is_file():
+        return None, {}
+    stored = read_settings(Path(ckpt_path).resolve().parent.parent / SETTINGS_FILE)
+    if stored is not None:
+        return stored, {}
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if isinstance(hparams.get("channels_last"), bool):
+        log.info(
+            "%s has no %s beside it: keeping its channels_last=%s; precision is decided again",
+            ckpt_path,
+            SETTINGS_FILE,
+            hparams["channels_last"],
+        )
+        return None, {"channels_last": hparams["channels_last"]}
+    return None, {}
+
+
+def decide_training_settings(
+    cfg: Mapping[str, Any], output_dir: str | os.PathLike, ckpt_path: str | None = None
+) -> TrainingSettings:
+    """The precision and memory format of this run (module docstring), written to the run folder.
+
+    Args:
+        cfg: the composed train config (``channels_last``, ``trainer.precision``, ``speed``, ``speed_cache``,
+            ``model``, ``loss``, ``data``).
+        output_dir: the run folder (``<output_dir>/training_settings.json`` is written by rank 0).
+        ckpt_path: the resolved checkpoint the run resumes from (None: a fresh run).
+
+    Raises:
+        UserError: a broken settings file (naming it), no rank-0 file for a rank > 0.
+    """
+    output_dir = Path(output_dir)
+    own = output_dir / SETTINGS_FILE
+    given = given_settings(cfg)
+    label = device_label(job_device(cfg))
+    if process_rank() > 0:
+        settings = replace(_wait_for(own, RANK_WAIT_S), decided_in="rank 0")
+        log.info("training settings (from rank 0, %s): %s", own, _describe(settings))
+        return settings
+    resumed, kept = _resumed_settings(ckpt_path)
+    sweep = sweep_folder()
+    if len(given) == 2:
+        settings = probe_settings(cfg, given)
+    elif resumed is not None:
+        settings = with_given(replace(resumed, decided_in="resumed run"), given)
+    elif sweep is not None:
+        pinned = {**kept, **given}
+
+        def decide() -> TrainingSettings:
+            return replace(probe_settings(cfg, pinned), decided_in="study")
+
+        study, decided = shared_decision(sweep, decide)
+        where = "decided by this job" if decided else "decided by an earlier job"
+        log.info(
+            "training settings of the study (%s, %s): %s", sweep / SETTINGS_FILE, where, _describe(study)
+        )
+        settings = with_given(replace(study, decided_in="study"), pinned)
+    else:
+        settings = with_given(probe_settings(cfg, {**kept, **given}), given)
+    if settings.device != label:
+        log.warning(
+            "training settings decided on %s are used on %s (the study keeps one decision)",
+            settings.device,
+            label,
+        )
+        settings = replace(settings, device=label, detail={**settings.detail, "decided_on": settings.device})
+    write_settings(own, settings)
+    log.info("training settings: %s", _describe(settings))
+    return settings
+
+
+def _describe(settings: TrainingSettings) -> str:
+    layout = "channels_last" if settings.channels_last else "NCHW"
+    return f"precision {settings.precision}, {layout} (chosen by {settings.chosen_by}, on {settings.device})"
