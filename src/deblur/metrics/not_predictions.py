@@ -65,7 +65,7 @@ def _realblur_folders() -> set[str]:
 def dataset_of(folder: Path) -> tuple[Path, str] | None:
     """``(dataset root, folder's path relative to it)`` when ``folder`` lies in a GoPro / HIDE / RealBlur
     dataset (itself or up to :data:`_MAX_DEPTH` parents); None otherwise."""
-    for candidate in [folder, *folder.parents][:_MAX_DEPTH + 1]:
+    for candidate in [folder, *folder.parents][: _MAX_DEPTH + 1]:
         try:
             found = detect_benchmark(candidate)
         except UserError:  # a RealBlur root with both lists: a dataset all the same
