@@ -33,6 +33,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.cli.run_folder import claim_run_folder
 from deblur.config.checks import MAX_TIME, check_train_config
 from deblur.data.datamodule import DeblurDataModule
 from deblur.errors import UserError
@@ -430,6 +431,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return stored
     ckpt_path = _resolve_ckpt_path(cfg, output_dir)
     _refuse_overwriting(output_dir, ckpt_path)
+    claim_run_folder()  # a user error from here on keeps the .hydra/ Hydra wrote for this run
     start_step = 0
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
         check_checkpoint_model(ckpt_path, _container(cfg.model))
