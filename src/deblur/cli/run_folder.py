@@ -15,10 +15,10 @@ to keep a folder clean, so :class:`RunFolderGuard` (registered for every command
 
 When the task fails with a user error, :func:`undo_run_folder` (called by
 :func:`deblur.cli.common.user_errors`) removes a run folder the command created that holds only Hydra's
-``.hydra/`` and log files, and, in a folder that existed, puts ``.hydra/`` back byte for byte and cuts
-its logs back to their former size (removing the logs it created) unless the task had claimed the folder
-(:func:`claim_run_folder`: ``deblur-train`` once it knows it may write there). A folder that existed
-before or holds anything else is never removed.
+``.hydra/``, log files and empty folders, and, in a folder that existed, puts ``.hydra/`` back byte for
+byte and cuts its logs back to their former size (removing the logs it created) unless the task had
+claimed the folder (:func:`claim_run_folder`: ``deblur-train`` once it knows it may write there). A
+folder that existed before or holds anything else is never removed.
 """
 
 from __future__ import annotations
@@ -177,15 +177,18 @@ def _only_hydra_files(folder: Path) -> bool:
         if entry.name == ".hydra" and entry.is_dir():
             if not all(p.is_file() and p.name in HYDRA_FILES for p in entry.iterdir()):
                 return False
+        elif entry.is_dir() and not entry.is_symlink():
+            if any(p.is_file() or p.is_symlink() for p in entry.rglob("*")):
+                return False  # a folder the run wrote into (an empty one, e.g. csv/, holds nothing)
         elif not (entry.is_file() and entry.suffix == ".log"):
             return False
     return True
 
 
 def undo_run_folder() -> None:
-    """After a user error: remove the run folder this command created when it holds only ``.hydra/`` and
-    log files; in a folder that existed and was not claimed, put ``.hydra/`` and the logs back as they
-    were."""
+    """After a user error: remove the run folder this command created when it holds only ``.hydra/``, log
+    files and empty folders; in a folder that existed and was not claimed, put ``.hydra/`` and the logs
+    back as they were."""
     state, _STATE.current = _STATE.current, None
     if state is None or not state.path.is_dir():
         return
