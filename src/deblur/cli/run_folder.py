@@ -55,7 +55,7 @@ class _Folder:
 @dataclass
 class _State:
     current: _Folder | None = None
-    jobs: dict[Path, _Folder] = field(default_factory=dict)  # a sweep's job folders already there
+    jobs: dict[Path, _Folder] | None = None  # a sweep's job folders already there (None: not known here)
 
 
 _STATE = _State()
@@ -153,8 +153,8 @@ class RunFolderGuard(Callback):
         HydraConfig.instance().set_config(config)
         sweep = Path(str(config.hydra.sweep.dir))
         check_outside_inputs(config, sweep, "hydra.sweep.dir")
-        if sweep.is_dir():
-            _STATE.jobs = {p.absolute(): _snapshot(p.absolute()) for p in sweep.iterdir() if p.is_dir()}
+        jobs = [p.absolute() for p in sweep.iterdir() if p.is_dir()] if sweep.is_dir() else []
+        _STATE.jobs = {job: _snapshot(job) for job in jobs}
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -162,7 +162,10 @@ class RunFolderGuard(Callback):
 
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             folder = Path(str(config.hydra.runtime.output_dir)).absolute()
-            _STATE.current = _STATE.jobs.get(folder) or _Folder(path=folder, existed=False)
+            if _STATE.jobs is None:  # a launcher running jobs in other processes: never remove a folder
+                _STATE.current = _Folder(path=folder, existed=True, hydra_files=None, claimed=True)
+            else:
+                _STATE.current = _STATE.jobs.get(folder) or _Folder(path=folder, existed=False)
 
 
 def claim_run_folder() -> None:
