@@ -15,7 +15,7 @@ import pytest
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 from deblur.cli.run_folder import RunFolderGuard, claim_run_folder, undo_run_folder
 from deblur.cli.score import main as score_command
@@ -161,3 +161,24 @@ def test_score_command_writes_nothing_into_its_inputs_and_leaves_no_stub(tmp_pat
     )  # extra.png has no ground truth: a user error after Hydra wrote .hydra/ and score.log
     assert failed.returncode == 2 and "without ground truth" in failed.stderr
     assert not stub.exists()
+
+
+def test_sweep_jobs_are_put_back_or_removed_like_single_runs(tmp_path):
+    from hydra.types import RunMode
+
+    sweep = tmp_path / "sweep"
+    earlier = sweep / "0_ablation=msfs-full"
+    _hydra_writes(earlier, "train.log", text="the earlier job")
+    (earlier / "metrics.json").write_text("{}")
+    before = _tree(earlier)
+    cfg = _with_hydra("train", f"hydra.sweep.dir={sweep}")
+    RunFolderGuard().on_multirun_start(cfg)
+    for job in (earlier, sweep / "1_ablation=msfs-no_clm"):  # a job folder already there, a new one
+        with read_write(cfg.hydra), open_dict(cfg.hydra):
+            cfg.hydra.mode = RunMode.MULTIRUN
+            cfg.hydra.runtime.output_dir = str(job)
+        HydraConfig.instance().set_config(cfg)
+        _hydra_writes(job, "train.log", text="the refused job")
+        RunFolderGuard().on_job_start(cfg)
+        undo_run_folder()  # what a user error does
+    assert _tree(earlier) == before and not (sweep / "1_ablation=msfs-no_clm").exists()
