@@ -48,6 +48,7 @@ from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.models.registry import size_mb
 from deblur.resume_command import resume_command
+from deblur.run_folder import claim_run_folder
 from deblur.training_settings import decide_training_settings
 from deblur.utils.files import NoSpaceLeft, atomic_write, atomic_write_json, disk_full
 
@@ -465,6 +466,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = _resolve_ckpt_path(cfg, output_dir)
     _refuse_overwriting(output_dir, ckpt_path)
     check_loss_weights(cfg)
+    claim_run_folder()  # a user error from here on keeps the .hydra/ Hydra wrote for this run
     start_step = 0
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
         check_complete(ckpt_path, "ckpt_path")

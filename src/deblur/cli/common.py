@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deblur.errors import is_user_error
+from deblur.run_folder import undo_run_folder
 
 log = logging.getLogger("deblur")
 
@@ -27,6 +28,7 @@ def user_errors(command: str) -> Callable[[Callable[..., Any]], Callable[..., An
                     raise
                 log.error("%s: %s", type(err).__name__, err)  # also into the run's log file
                 print(f"{command}: error: {err}", file=sys.stderr)
+                undo_run_folder()  # a refusal changes nothing: no stub run folder, .hydra/ put back
                 sys.exit(2)
 
         return run

@@ -5,8 +5,8 @@
     deblur-score pred_dir=other_method/ gt_dir=sharp_images/         # any two folders
 
 Config: ``conf/score.yaml`` (``pred_dir``, ``gt_dir``, ``dataset``, ``protocol``, ``on_missing``,
-``recursive``, ``num_workers``). Writes ``scores.csv``, ``summary.json`` and ``summary.md`` into
-``paths.output_dir`` (Hydra's run dir); the inputs are only read. The library:
+``recursive``, ``num_workers``, ``blurry_baseline``). Writes ``scores.csv``, ``summary.json`` and
+``summary.md`` into ``paths.output_dir`` (Hydra's run dir); the inputs are only read. The library:
 :func:`deblur.metrics.scoring.score_folders`.
 """
 
@@ -35,6 +35,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         num_workers=cfg.num_workers,
         output_dir=cfg.paths.output_dir,
         dataset=cfg.get("dataset"),
+        blurry_baseline=cfg.get("blurry_baseline", False),
     )
     print(summary_markdown(summary), end="")
     print(f"wrote scores.csv, summary.json, summary.md to {cfg.paths.output_dir}")

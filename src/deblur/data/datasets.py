@@ -303,6 +303,7 @@ def list_realblur(cfg: dict[str, Any], split: str, name: str) -> Listing:
                 f"{list_file} line {number}: expected '<gt_path> <blur_path>', got {' '.join(fields)!r}"
             )
         gt_rel, blur_rel = fields
+        refuse_blurry_list_entry(list_file, number, gt_rel, blur_rel)
         sharp, blurry = root / gt_rel, root / blur_rel
         parts = Path(blur_rel).parts
         pair_name = Path(*parts[1:]).as_posix() if len(parts) > 1 and parts[0] == folder else blur_rel
@@ -338,12 +339,47 @@ def pair_dirs(cfg: dict[str, Any], split: str) -> tuple[Path, Path]:
 
 
 def list_pairs_layout(cfg: dict[str, Any], split: str) -> Listing:
-    """Two folders matched by relative path without extension."""
+    """Two folders matched by relative path without extension; the sharp folder may not be the blurry one,
+    nor hold only copies of the blurry files (:func:`refuse_sharp_is_blurry`)."""
     blurry, sharp = pair_dirs(cfg, split)
     same = [f for _, f in _pair_keys(cfg, "train")] == [f for _, f in _pair_keys(cfg, "val")]
     if _split(split) == "val" and same:
         log.warning("data=pairs: validation uses the training folders %s / %s", blurry, sharp)
-    return match_folders(blurry, sharp, recursive=bool(cfg.get("recursive", True)))
+    listing = match_folders(blurry, sharp, recursive=bool(cfg.get("recursive", True)))
+    refuse_sharp_is_blurry(listing, [key for key, _ in _pair_keys(cfg, _split(split))], blurry, sharp)
+    return listing
+
+
+def refuse_blurry_list_entry(list_file: Path, number: int, gt_rel: str, blur_rel: str) -> None:
+    """A RealBlur list line whose ground-truth column (the first) names a file in a folder of blurry frames
+    (``blur/``), or the blurry file itself, is a :class:`DatasetError` naming the file and line."""
+    from deblur.metrics.benchmarks import BLURRY_FOLDERS
+
+    if gt_rel == blur_rel or BLURRY_FOLDERS & {part.lower() for part in Path(gt_rel).parts[:-1]}:
+        raise DatasetError(
+            f"{list_file} line {number}: the ground-truth column (the first, '<gt_path> <blur_path>') names "
+            f"a blurry frame: {gt_rel}; a blurry image is never ground truth. Fix the list file."
+        )
+
+
+def refuse_sharp_is_blurry(listing: Listing, keys: list[str], blurry: Path, sharp: Path) -> None:
+    """data=pairs: the sharp folder being the blurry folder (also through links), or every sharp file being
+    byte-identical to its blurry partner, is a :class:`DatasetError` naming the keys."""
+    from deblur.metrics.not_predictions import all_identical
+
+    if blurry.resolve() == sharp.resolve():
+        problem = f"data.{keys[1]} and data.{keys[0]} are the same folder ({sharp.resolve()})"
+    elif all_identical((b, s) for b, s, _ in listing.pairs):
+        problem = (
+            f"every file of data.{keys[1]}={sharp} is byte-identical to its partner in data.{keys[0]}="
+            f"{blurry}"
+        )
+    else:
+        return
+    raise DatasetError(
+        f"data=pairs: {problem}: the ground truth would be the blurry images. Set data.{keys[1]} to the "
+        "folder of sharp images."
+    )
 
 
 def list_folder(cfg: dict[str, Any]) -> list[tuple[Path, str]]:

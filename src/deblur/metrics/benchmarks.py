@@ -41,6 +41,8 @@ class BenchmarkPairing:
     pairs: list[tuple[str, Path, Path]] = field(default_factory=list)
     pred_only: list[str] = field(default_factory=list)
     gt_only: list[str] = field(default_factory=list)
+    #: the blurry input of each matched prediction: ``{prediction path: blurry file}``
+    inputs: dict[Path, Path] = field(default_factory=dict)
 
 
 def _is_gopro_split(folder: Path) -> bool:
@@ -111,6 +113,7 @@ def benchmark_pairing(
             result.gt_only.append(name)
             continue
         used.add(key)
+        result.inputs[pred[key]] = blurry
         result.pairs.append((pred[key].relative_to(pred_dir).as_posix(), pred[key], sharp))
     result.pred_only = sorted(pred[k].relative_to(pred_dir).as_posix() for k in pred.keys() - used)
     result.pairs.sort()

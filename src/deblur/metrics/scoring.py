@@ -44,6 +44,7 @@ import numpy as np
 from deblur.io import IMAGE_EXTENSIONS, list_images, read_image, size_text, to_rgb
 from deblur.io import to_uint8 as to_8bit
 from deblur.metrics.benchmarks import benchmark_pairing, detect_benchmark, refuse_blurry_ground_truth
+from deblur.metrics.not_predictions import BASELINE_LABEL, check_folders, check_pairs
 from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel, to_uint8
 from deblur.metrics.realblur import realblur_scores
 from deblur.utils.checks import check_bool, check_int, format_number, mean
@@ -295,6 +296,7 @@ def score_folders(
     num_workers: int = 0,
     output_dir: str | os.PathLike | None = None,
     dataset: str | None = None,
+    blurry_baseline: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every matched image pair of two folders; returns ``(rows, summary)``.
 
@@ -312,7 +314,10 @@ def score_folders(
             or ``skip`` (score the matched pairs; the others are listed in the summary).
         num_workers: 0 scores in this process; N > 0 in a pool of N spawned processes.
         output_dir: when given, also write ``scores.csv``, ``summary.json`` and ``summary.md`` there
-            (:func:`write_outputs`); it must differ from both input folders.
+            (:func:`write_outputs`); it must lie outside both input folders.
+        blurry_baseline: score a dataset's blurry frames on purpose (a table's "blurry input" row):
+            every output is labelled ``baseline: blurry_input``. Without it, ``pred_dir`` holding blurry
+            frames is refused (:mod:`deblur.metrics.not_predictions`).
 
     Returns:
         ``rows``: one dict per pair, sorted by name: ``name`` and the protocol's metrics (see
@@ -326,7 +331,9 @@ def score_folders(
         FileNotFoundError: a missing folder (naming the key and path).
         ValueError: an unknown ``protocol`` / ``on_missing``, a bad ``num_workers`` / ``recursive``,
             unmatched files with ``on_missing="error"``, no pairs at all, a size mismatch (naming both
-            files), or ``output_dir`` equal to an input folder.
+            files), or ``output_dir`` inside an input folder.
+        deblur.metrics.not_predictions.NotPredictions: ``pred_dir`` is ``gt_dir``, a copy of it, or a
+            dataset's blurry frames (without ``blurry_baseline``).
 
     Examples:
         >>> import tempfile
@@ -346,23 +353,27 @@ def score_folders(
         raise ValueError(f"unknown on_missing {on_missing!r}; choose one of: {', '.join(ON_MISSING)}")
     check_int("num_workers", num_workers)
     check_bool("recursive", recursive)
+    check_bool("blurry_baseline", blurry_baseline)
     pred_root = _check_folder("pred_dir", pred_dir)
     gt_root = _check_folder("gt_dir", gt_dir)
+    check_folders(pred_root, gt_root, blurry_baseline)
     if output_dir is not None:
         out = Path(output_dir).expanduser().resolve()
         for key, folder in (("pred_dir", pred_root), ("gt_dir", gt_root)):
-            if out == folder:
+            if out.is_relative_to(folder):
                 raise ValueError(
-                    f"the output dir must differ from {key} (inputs are never written to): {folder}"
+                    f"the output dir must differ from {key} and lie outside it (inputs are never written "
+                    f"to): {out} is in {folder}"
                 )
 
     benchmark = detect_benchmark(gt_root, dataset)
     ignored: list[str] = []
+    inputs = None
     if benchmark is not None:
         name, root = benchmark
         matched = benchmark_pairing(list_images(pred_root, recursive), name, root, pred_root)
         pairing = Pairing(pairs=matched.pairs, pred_only=[], gt_only=matched.gt_only)
-        ignored = matched.pred_only
+        ignored, inputs = matched.pred_only, matched.inputs
         log.info("gt_dir is the %s dataset at %s: scoring against the sharp images of its test split (%d "
                  "pairs); %d other prediction(s) ignored", name, root, len(matched.pairs), len(ignored))
     elif dataset is not None:
@@ -391,6 +402,7 @@ def score_folders(
             f"(recursive={recursive}; extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})"
         )
 
+    check_pairs(pred_root, gt_root, pairing.pairs, inputs, blurry_baseline)
     total = len(pairing.pairs)
     step = max(1, total // 10)
 
@@ -410,6 +422,10 @@ def score_folders(
         dataset=benchmark[0] if benchmark else None,
         pred_ignored=ignored,
     )
+    if blurry_baseline:
+        summary["baseline"] = BASELINE_LABEL
+        for row in rows:
+            row["baseline"] = BASELINE_LABEL
     if output_dir is not None:
         write_outputs(rows, summary, output_dir)
     return rows, summary
@@ -428,14 +444,17 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         str(summary["count"]),
         *(format_number(summary[m], 2 if m == "psnr" else 4) for m in metrics),
     ]
+    baseline = " (blurry-input baseline, not predictions)" if summary.get("baseline") else ""
     lines = [
-        f"# Scores: `{summary['pred_dir']}` vs `{summary['gt_dir']}`",
+        f"# Scores{baseline}: `{summary['pred_dir']}` vs `{summary['gt_dir']}`",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
         "| " + " | ".join(values) + " |",
     ]
     notes = []
+    if summary.get("baseline"):
+        notes.append(f"- baseline: {summary['baseline']} (scored with blurry_baseline=true)")
     if summary.get("pred_without_gt"):
         notes.append(f"- skipped {len(summary['pred_without_gt'])} prediction(s) without ground truth")
     if summary.get("gt_without_pred"):
@@ -454,6 +473,8 @@ def write_outputs(
     """Write ``scores.csv``, ``summary.json`` and ``summary.md`` atomically into ``output_dir``."""
     out = Path(output_dir)
     columns = ["name", *METRIC_COLUMNS[summary["protocol"]]]
+    if summary.get("baseline"):
+        columns.append("baseline")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
