@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from deblur.cli.logfile import log_to_files
 from deblur.errors import is_user_error
 
 log = logging.getLogger("deblur")
@@ -25,7 +26,7 @@ def user_errors(command: str) -> Callable[[Callable[..., Any]], Callable[..., An
             except Exception as err:
                 if not is_user_error(err):
                     raise
-                log.error("%s: %s", type(err).__name__, err)  # also into the run's log file
+                log_to_files(log, logging.ERROR, f"{type(err).__name__}: {err}")  # printed once, below
                 print(f"{command}: error: {err}", file=sys.stderr)
                 sys.exit(2)
 

@@ -1,0 +1,56 @@
+"""The console entry point every command shares: check the command line, then hand over to Hydra.
+
+* A wrong override (``trainer.max_step=10``, ``model.width=abc``, ``model=foo``) is one message
+  ``deblur-<cmd>: error: ...`` naming the key and the nearest valid keys, exit code 2, before Hydra
+  creates a run folder (:func:`deblur.config.overrides.check_overrides`); also every value of a multirun.
+* Tab completion (``-sc query=bash``, what ``-sc install=bash`` sets up) never offers the schema nodes
+  (``*_schema``) of the ConfigStore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from hydra._internal.utils import get_args_parser
+
+from deblur.config.choices import SCHEMA_SUFFIX
+from deblur.config.overrides import check_overrides
+from deblur.errors import UserError
+
+
+def _checks_overrides(args: Any) -> bool:
+    """False for the modes that compose nothing of the user's (help, completion, info) or read configs
+    from elsewhere (``--config-dir``)."""
+    skip = (args.help, args.hydra_help, args.shell_completion, args.info, args.config_dir, args.config_path,
+            getattr(args, "experimental_rerun", None))  # fmt: skip
+    return not any(skip)
+
+
+def _completion(hydra_main: Callable[[], Any]) -> None:
+    """Run Hydra's completion query and print its suggestions without ``*_schema`` options."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        hydra_main()
+    words = [w for w in buffer.getvalue().split() if not w.endswith(SCHEMA_SUFFIX)]
+    print(" ".join(words))
+
+
+def run_command(command: str, config_name: str, hydra_main: Callable[..., Any], cfg: Any = None) -> Any:
+    """Check ``sys.argv``'s overrides for ``config_name``, then run ``hydra_main`` (the command's
+    ``@hydra.main`` function). With ``cfg`` (a composed config, as tests pass it) run the task directly."""
+    if cfg is not None:
+        return hydra_main(cfg)
+    args = get_args_parser().parse_args(sys.argv[1:])  # argparse reports a bad flag itself (exit 2)
+    if args.shell_completion and any(o.startswith("query=") for o in args.overrides):
+        return _completion(hydra_main)
+    if _checks_overrides(args):
+        try:
+            check_overrides(args.config_name or config_name, args.overrides, multirun=bool(args.multirun))
+        except UserError as err:
+            print(f"{command}: error: {err}", file=sys.stderr)
+            sys.exit(2)
+    return hydra_main()
