@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deblur.config.checks import MAX_TIME, check_train_config
 from deblur.data.datamodule import DeblurDataModule
+from deblur.data.datasets import check_data_root
 from deblur.errors import UserError
 from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpoint_model, checkpoint_info
 from deblur.lit.restoration import RestorationModule
@@ -434,6 +435,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
         check_checkpoint_model(ckpt_path, _container(cfg.model))
         start_step = _announce_resume(cfg, ckpt_path)
+    check_data_root(_container(cfg.data))  # a missing dataset is reported before the speed probe
     channels_last, precision = training_speed(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = DeblurDataModule(

@@ -3,8 +3,9 @@
 * A wrong override (``trainer.max_step=10``, ``model.width=abc``, ``model=foo``) is one message
   ``deblur-<cmd>: error: ...`` naming the key and the nearest valid keys, exit code 2, before Hydra
   creates a run folder (:func:`deblur.config.overrides.check_overrides`); also every value of a multirun.
-* Tab completion (``-sc query=bash``, what ``-sc install=bash`` sets up) never offers the schema nodes
-  (``*_schema``) of the ConfigStore.
+* ``--help`` is Hydra's, with the suite's template (:mod:`deblur.cli.help`).
+* Tab completion (``-sc query=bash``, what ``-sc install=bash`` sets up) never offers the ConfigStore's
+  schema nodes (``model=msfs_schema``), which Hydra lists among a group's options.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ def _completion(hydra_main: Callable[[], Any]) -> None:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         hydra_main()
-    words = [w for w in buffer.getvalue().split() if not w.endswith(SCHEMA_SUFFIX)]
-    print(" ".join(words))
+    print(" ".join(w for w in buffer.getvalue().split() if not w.endswith(SCHEMA_SUFFIX)))
 
 
 def run_command(command: str, config_name: str, hydra_main: Callable[..., Any], cfg: Any = None) -> Any:
