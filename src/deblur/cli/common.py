@@ -11,6 +11,7 @@ from typing import Any
 
 from deblur.cli.logfile import log_to_files
 from deblur.errors import is_user_error
+from deblur.sweeps import JobFailed, multirun_sweep_dir
 
 log = logging.getLogger("deblur")
 
@@ -28,6 +29,9 @@ def user_errors(command: str) -> Callable[[Callable[..., Any]], Callable[..., An
                     raise
                 log_to_files(log, logging.ERROR, f"{type(err).__name__}: {err}")  # printed once, below
                 print(f"{command}: error: {err}", file=sys.stderr)
+                sweep = multirun_sweep_dir()
+                if sweep is not None:  # a sweep's job: marked failed, the others still run (deblur.sweeps)
+                    raise JobFailed(str(err), sweep) from None
                 sys.exit(2)
 
         return run

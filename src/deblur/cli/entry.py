@@ -3,6 +3,8 @@
 * A wrong override (``trainer.max_step=10``, ``model.width=abc``, ``model=foo``) is one message
   ``deblur-<cmd>: error: ...`` naming the key and the nearest valid keys, exit code 2, before Hydra
   creates a run folder (:func:`deblur.config.overrides.check_overrides`); also every value of a multirun.
+* A multirun goes on after a job fails with a user error (:class:`deblur.sweeps.JobFailed`), lists it in
+  ``jobs.md``, and ends with exit code 2.
 * ``--help`` is Hydra's, with the suite's template (:mod:`deblur.cli.help`).
 * Tab completion (``-sc query=bash``, what ``-sc install=bash`` sets up) never offers the ConfigStore's
   schema nodes (``model=msfs_schema``), which Hydra lists among a group's options.
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hydra._internal.utils import get_args_parser
@@ -21,6 +24,7 @@ from hydra._internal.utils import get_args_parser
 from deblur.config.choices import SCHEMA_SUFFIX
 from deblur.config.overrides import check_overrides
 from deblur.errors import UserError
+from deblur.sweeps import JobFailed
 
 
 def _checks_overrides(args: Any) -> bool:
@@ -39,6 +43,20 @@ def _completion(hydra_main: Callable[[], Any]) -> None:
     print(" ".join(w for w in buffer.getvalue().split() if not w.endswith(SCHEMA_SUFFIX)))
 
 
+@contextlib.contextmanager
+def _hydra_raises() -> Iterator[None]:
+    """Let Hydra raise a job's error to us instead of printing it and exiting with code 1."""
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["HYDRA_FULL_ERROR"]
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
+
+
 def run_command(command: str, config_name: str, hydra_main: Callable[..., Any], cfg: Any = None) -> Any:
     """Check ``sys.argv``'s overrides for ``config_name``, then run ``hydra_main`` (the command's
     ``@hydra.main`` function). With ``cfg`` (a composed config, as tests pass it) run the task directly."""
@@ -53,4 +71,13 @@ def run_command(command: str, config_name: str, hydra_main: Callable[..., Any], 
         except UserError as err:
             print(f"{command}: error: {err}", file=sys.stderr)
             sys.exit(2)
-    return hydra_main()
+    if not args.multirun:
+        return hydra_main()
+    with _hydra_raises():
+        try:
+            return hydra_main()
+        except JobFailed as err:  # its message was printed when the job failed
+            where = f"{err.sweep_dir}/jobs.md" if err.sweep_dir else "the sweep's jobs.md"
+            print(f"{command}: error: a job of the sweep failed (its error is above); the finished and "
+                  f"failed jobs are listed in {where}", file=sys.stderr)  # fmt: skip
+            sys.exit(2)
