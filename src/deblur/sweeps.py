@@ -67,7 +67,7 @@ def multirun_sweep_dir() -> str | None:
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    return str(HydraConfig.get().sweep.dir)
+    return str(Path(HydraConfig.get().runtime.output_dir).parent)  # flat job folders (flat_name)
 
 
 def failed_jobs(sweep_dir: str | Path) -> list[tuple[str, str]]:
@@ -120,10 +120,10 @@ class SweepSummary(HydraCallback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """A failed job writes its error to ``<job>/failed.txt``; ``jobs.md`` is rewritten after every job
         (so the jobs that finished are tabulated even when the sweep stops)."""
-        sweep = OmegaConf.select(config, "hydra.sweep.dir", default=None)
         job_dir = OmegaConf.select(job_return.hydra_cfg or config, "hydra.runtime.output_dir", default=None)
-        if sweep is None or job_dir is None or not Path(str(sweep)).is_dir():
+        if job_dir is None:
             return
+        sweep = Path(str(job_dir)).parent  # job folders are flat (flat_name); ${now:...} is not re-read
         if job_return.status == JobStatus.FAILED:
             err = job_return._return_value  # the property would print Hydra's "Error executing job" again
             text = " ".join(str(err).split()) or type(err).__name__

@@ -125,3 +125,38 @@ def test_a_wrong_override_from_the_shell_is_one_line_exit_2_and_completion_offer
     line = "deblur-predict model="
     done = _run("deblur.cli.predict", "-sc", "query=bash", COMP_LINE=line, COMP_POINT=str(len(line)))
     assert done.returncode == 0 and "model=msfs_small" in done.stdout and "_schema" not in done.stdout
+
+
+def test_a_failed_sweep_job_is_listed_in_jobs_md_next_to_the_finished_ones(tmp_path):
+    import json
+
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from deblur.sweeps import JobFailed, SweepSummary
+
+    sweep = tmp_path / "sweep"
+    (sweep / "0_seed=1").mkdir(parents=True)
+    metrics = {"val/psnr": 25.0, "val/ssim": 0.8, "val/psnr_gain": 1.0, "steps": 6, "planned_steps": 6,
+               "stopped_by": "max_steps", "model": "msfs", "config": {}}  # fmt: skip
+    (sweep / "0_seed=1" / "metrics.json").write_text(json.dumps(metrics))
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=JobFailed("data.root=/x: not a folder"))
+    failed.hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(sweep / "1_seed=2")}}})
+    SweepSummary().on_job_end(OmegaConf.create({}), failed)
+    report = (sweep / "jobs.md").read_text()
+    assert "| 0_seed=1 | 25.00 |" in report and "- 1_seed=2: data.root=/x: not a folder" in report
+
+
+@pytest.mark.slow
+def test_a_sweep_goes_on_after_a_failing_job_and_exits_2(tmp_path):
+    from tests.integration.conftest import TINY_TRAIN
+
+    tiny = ["debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1", "callbacks=none", "logger=none", "speed=fixed", *TINY_TRAIN]  # fmt: skip
+    done = _run("deblur.cli.train", "-m", "study=failing", "trainer.max_steps=0,2", *tiny,
+                PROJECT_ROOT=str(tmp_path), WANDB_MODE="disabled")  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.count("trainer.max_steps=0: an integer >= 1") == 1  # printed once
+    report = (tmp_path / "logs" / "debug" / "multiruns" / "failing" / "jobs.md").read_text()
+    assert "| 1_" in report and "max_steps |" in report  # the job after the failed one ran
+    assert "Failed jobs" in report and "trainer.max_steps=0: an integer >= 1" in report
