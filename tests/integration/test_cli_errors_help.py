@@ -152,7 +152,8 @@ def test_a_sweep_goes_on_after_a_failing_job_and_exits_2(tmp_path):
     from tests.integration.conftest import TINY_TRAIN
 
     tiny = ["debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-            "trainer.limit_val_batches=1", "callbacks=none", "logger=none", "speed=fixed", *TINY_TRAIN]  # fmt: skip
+            "trainer.limit_val_batches=1", "callbacks=none", "logger=none", "speed=fixed",
+            *TINY_TRAIN]  # fmt: skip
     done = _run("deblur.cli.train", "-m", "study=failing", "trainer.max_steps=0,2", *tiny,
                 PROJECT_ROOT=str(tmp_path), WANDB_MODE="disabled")  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
