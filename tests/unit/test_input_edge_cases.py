@@ -86,3 +86,12 @@ def test_a_name_collision_in_one_folder_names_the_files_and_not_give_a_folder(tm
     assert "give a folder" not in text
     assert str(inputs / "a.jpg") in text and str(inputs / "a.png") in text and str(tmp_path / "out" / "a.png")
     assert "rename or move one of them" in text
+
+
+def test_readme_and_the_predict_page_agree_that_exif_orientation_is_applied():
+    from deblur.paths import REPO_ROOT
+
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    page = " ".join((REPO_ROOT / "docs" / "predict.md").read_text().split())
+    assert "turns EXIF-rotated photos upright" in readme
+    assert "EXIF orientation is applied" in page and "EXIF orientation is not applied" not in page
