@@ -16,11 +16,13 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 from hydra._internal.utils import get_args_parser
 
+from deblur.cli.help import register_help_resolver
 from deblur.config.choices import SCHEMA_SUFFIX
 from deblur.config.overrides import check_overrides
 from deblur.errors import UserError
@@ -43,25 +45,12 @@ def _completion(hydra_main: Callable[[], Any]) -> None:
     print(" ".join(w for w in buffer.getvalue().split() if not w.endswith(SCHEMA_SUFFIX)))
 
 
-@contextlib.contextmanager
-def _hydra_raises() -> Iterator[None]:
-    """Let Hydra raise a job's error to us instead of printing it and exiting with code 1."""
-    before = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["HYDRA_FULL_ERROR"]
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = before
-
-
 def run_command(command: str, config_name: str, hydra_main: Callable[..., Any], cfg: Any = None) -> Any:
     """Check ``sys.argv``'s overrides for ``config_name``, then run ``hydra_main`` (the command's
     ``@hydra.main`` function). With ``cfg`` (a composed config, as tests pass it) run the task directly."""
     if cfg is not None:
         return hydra_main(cfg)
+    register_help_resolver()  # --help's template (deblur.cli.help)
     args = get_args_parser().parse_args(sys.argv[1:])  # argparse reports a bad flag itself (exit 2)
     if args.shell_completion and any(o.startswith("query=") for o in args.overrides):
         return _completion(hydra_main)
@@ -73,7 +62,7 @@ def run_command(command: str, config_name: str, hydra_main: Callable[..., Any], 
             sys.exit(2)
     if not args.multirun:
         return hydra_main()
-    with _hydra_raises():
+    with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):  # Hydra raises a job's error to us
         try:
             return hydra_main()
         except JobFailed as err:  # its message was printed when the job failed

@@ -1,7 +1,8 @@
 """``deblur-<cmd> --help``: what the command does, its required keys, examples, then its options.
 
 Hydra prints ``hydra.help.template`` for ``--help``; ``conf/hydra/default.yaml`` sets it to
-``${deblur.help:${task_name}}``, which :func:`command_help` fills in from the command's module docstring
+``${deblur.help:${task_name}}`` (registered by :func:`register_help_resolver`, which every command's entry
+point calls), which :func:`command_help` fills in from the command's module docstring
 (``deblur.cli.<task>``) and the composed config: the keys still ``???`` (required), and the config groups
 the command composes with their options (never the ConfigStore's ``*_schema`` nodes, which Hydra's own
 ``$APP_CONFIG_GROUPS`` would list). Hydra's ``$FLAGS_HELP`` and ``$CONFIG`` follow.
@@ -71,3 +72,9 @@ def command_help(task: str, *, _root_: Any) -> str:
         f'Tab completion of keys and options (bash): eval "$$(deblur-{task} -sc install=bash)"\n\n'
         f"== Config (override any key: key=value; add one: +key=value) ==\n$CONFIG"
     )
+
+
+def register_help_resolver() -> None:
+    """Register ``${deblur.help:<task>}`` (:func:`command_help`) with OmegaConf; idempotent."""
+    if not OmegaConf.has_resolver("deblur.help"):
+        OmegaConf.register_new_resolver("deblur.help", command_help)

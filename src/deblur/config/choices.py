@@ -89,16 +89,7 @@ def flat_name(text: str | None) -> str:
     return name
 
 
-def _command_help(task: str, *, _root_: object) -> str:
-    from deblur.cli.help import command_help  # the commands' docstrings: imported only for --help
-
-    return command_help(task, _root_=_root_)
-
-
 def register_resolvers() -> None:
-    """Register ``${deblur.flat:...}`` (:func:`flat_name`) and ``${deblur.help:<task>}`` (the ``--help``
-    text, :func:`deblur.cli.help.command_help`) with OmegaConf; idempotent."""
+    """Register ``${deblur.flat:...}`` (:func:`flat_name`) with OmegaConf; idempotent."""
     if not OmegaConf.has_resolver("deblur.flat"):
         OmegaConf.register_new_resolver("deblur.flat", flat_name)
-    if not OmegaConf.has_resolver("deblur.help"):
-        OmegaConf.register_new_resolver("deblur.help", _command_help)
