@@ -89,8 +89,10 @@ def _axis_windows(
 def tiled_inference(net: nn.Module, image: torch.Tensor, tile: int, tile_overlap: int = 32) -> torch.Tensor:
     """Run ``net`` on (1, C, H, W) ``image`` in overlapping ``tile`` x ``tile`` windows, blended smoothly.
 
-    ``0 <= tile_overlap < tile``. Returns a (1, C', H, W) tensor (C' = the network's output channels) on
-    the image's device, in float32. Images no larger than ``tile`` in both sides run in one piece.
+    ``0 <= tile_overlap < tile`` and ``tile >= net.multiple`` (8 for MSFS-Net, 4 for FDDN: a smaller window
+    cannot be padded to the network's stride). Returns a (1, C', H, W) tensor (C' = the network's output
+    channels) on the image's device, in float32. Images no larger than ``tile`` in both sides run in one
+    piece.
     Each tile's output is cast to float32 before blending, so under bf16 autocast the blend stays fp32;
     a channels_last ``image`` gives channels_last tiles.
     """
@@ -100,6 +102,10 @@ def tiled_inference(net: nn.Module, image: torch.Tensor, tile: int, tile_overlap
         raise ValueError(f"tile must be a positive number of pixels, got {tile!r}")
     if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) or not 0 <= tile_overlap < tile:
         raise ValueError(f"tile_overlap must be an integer in [0, tile={tile}), got {tile_overlap!r}")
+    multiple = int(getattr(net, "multiple", 1) or 1)
+    if tile < multiple:  # each window would be padded up to the network's stride: refuse, naming it
+        raise ValueError(f"tile={tile} is smaller than the network's stride: tile must be at least "
+                         f"{multiple} (a multiple of {multiple} avoids padding each window)")  # fmt: skip
     h, w = image.shape[-2:]
     if h <= tile and w <= tile:
         return pad_and_run(net, image).float()

@@ -19,6 +19,7 @@ everywhere:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ from deblur.utils.files import atomic_write
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 #: memory-mapped uint8 (H, W, 3) arrays written by ``deblur-prepare format=npy`` (datasets only)
 ARRAY_EXTENSIONS = frozenset({".npy"})
+log = logging.getLogger(__name__)
+#: animated files already reported (a dataset reads its files every epoch: one warning each)
+_ANIMATED_REPORTED: set[str] = set()
 #: EXIF tag number of the orientation
 _ORIENTATION_TAG = 0x0112
 #: endings whose files may carry EXIF (others are never opened a second time)
@@ -42,6 +46,29 @@ _EXIF_EXTENSIONS = frozenset({".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".png"}
 
 class ImageReadError(UserError):
     """A file that is not a readable image; the message names the file."""
+
+
+def broken_link(path: str | os.PathLike) -> str | None:
+    """``<path> is a broken symbolic link (to <target>, which does not exist)`` or None."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"{path} is a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+    return None
+
+
+def _report_animated(path: str | os.PathLike) -> None:
+    """Log a warning, once per file, when a GIF holds more than one frame (only the first is read)."""
+    if Path(path).suffix.lower() != ".gif" or str(path) in _ANIMATED_REPORTED:
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1))
+    except (OSError, ValueError, SyntaxError):
+        return
+    if frames > 1:
+        _ANIMATED_REPORTED.add(str(path))
+        log.warning("%s is an animated GIF (%d frames): only its first frame is used", path, frames)
 
 
 @dataclass(frozen=True)
@@ -137,7 +164,9 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
     """
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ImageReadError(f"cannot read image file {path} (missing, unreadable or corrupt)")
+        unreadable = f"cannot read image file {path} (missing, unreadable or corrupt)"
+        raise ImageReadError(broken_link(path) or unreadable)
+    _report_animated(path)
     if img.dtype == np.uint8:
         depth = 8
     elif img.dtype == np.uint16:
@@ -167,9 +196,12 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) of an image as :func:`read_image` returns it, from the header alone.
 
-    ``.npy`` arrays are memory-mapped. Raises ``OSError`` / ``ValueError`` for an unreadable file.
+    ``.npy`` arrays are memory-mapped. Raises ``OSError`` / ``ValueError`` for an unreadable file
+    (:class:`ImageReadError` naming a broken symbolic link).
     """
     path = Path(path)
+    if broken_link(path):
+        raise ImageReadError(broken_link(path))
     if path.suffix.lower() in ARRAY_EXTENSIONS:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
         if arr.ndim not in (2, 3):
@@ -260,7 +292,8 @@ def list_images(
     """Image files under ``folder`` keyed by relative POSIX path without the extension.
 
     Hidden files and folders (names starting with ``.``) are ignored. Two files that differ only in the
-    extension (``a.png`` and ``a.jpg``) are ambiguous: ``ValueError`` naming both.
+    extension (``a.png`` and ``a.jpg``) are ambiguous: ``ValueError`` naming both. A broken symbolic link
+    with an image ending is listed (reading it fails naming the link, :func:`broken_link`).
     """
     folder = Path(folder)
     found: dict[str, Path] = {}
@@ -269,7 +302,7 @@ def list_images(
         rel = path.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if path.suffix.lower() not in extensions or not path.is_file():
+        if path.suffix.lower() not in extensions or not (path.is_file() or broken_link(path)):
             continue
         key = rel.with_suffix("").as_posix()
         if key in found:

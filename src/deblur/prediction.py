@@ -63,7 +63,8 @@ def collect_inputs(spec: str, recursive: bool = False) -> tuple[list[tuple[Path,
         return [(p, p.relative_to(path).with_suffix("").as_posix()) for p in files], [path]
     if glob.has_magic(spec):
         matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(spec), recursive=True))]
-        files = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        listed = [p for p in matches if p.is_file() or p.is_symlink()]  # broken links fail naming them
+        files = [p for p in listed if p.suffix.lower() in IMAGE_EXTENSIONS]
         if not files:
             raise ValueError(f"input={spec}: the pattern matches no image files")
         base = _glob_base(spec)
@@ -81,7 +82,8 @@ def collect_inputs(spec: str, recursive: bool = False) -> tuple[list[tuple[Path,
 def _is_image(p: Path, root: Path) -> bool:
     rel = p.relative_to(root)
     hidden = any(part.startswith(".") for part in rel.parts)
-    return not hidden and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    listed = p.is_file() or p.is_symlink()  # a broken link is listed: reading it fails naming it
+    return not hidden and listed and p.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _glob_base(spec: str) -> Path:
@@ -119,8 +121,7 @@ def plan_outputs(
         )
     names = [name for _, name in inputs]
     if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"several inputs map to the same output name(s) {dup[:10]}; give a folder instead")
+        raise ValueError(_collision_message(inputs, out_dir))
     plan = [(path, out_dir / f"{name}.png") for path, name in inputs]
     sources = {path.resolve() for path, _ in inputs}
     clashes = [target for _, target in plan if target.resolve() in sources]
@@ -131,6 +132,21 @@ def plan_outputs(
             "folder"
         )
     return plan
+
+
+def _collision_message(inputs: list[tuple[Path, str]], out_dir: Path) -> str:
+    """Which inputs share an output file (``a.png`` and ``a.jpg`` -> ``a.png``) and what to do."""
+    by_name: dict[str, list[Path]] = {}
+    for path, name in inputs:
+        by_name.setdefault(name, []).append(path)
+    clashes = [(name, paths) for name, paths in sorted(by_name.items()) if len(paths) > 1]
+    name, paths = clashes[0]
+    more = f" ({len(clashes)} output names are shared like this)" if len(clashes) > 1 else ""
+    return (
+        f"{' and '.join(str(p) for p in paths)} would both be written to {out_dir / name}.png{more}: a "
+        "result is named after its input without the extension; rename or move one of them, or deblur "
+        "them into separate output folders"
+    )
 
 
 def _example(plan: list[tuple[Path, Path]], tile: int | None) -> Any:

@@ -10,8 +10,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from deblur.utils.files import atomic_write_text
 
@@ -55,6 +57,48 @@ def precision_text(run: dict[str, Any]) -> str:
     layout = {True: ", channels_last", False: ", NCHW"}.get(run.get("channels_last"), "")
     chosen = run.get("settings_chosen_by")
     return f"{precision}{layout}" + (f" ({chosen})" if chosen else "")
+#: a failed job's folder holds this file: its error in one line (listed in jobs.md)
+FAILED_FILE = "failed.txt"
+
+
+class JobFailed(CompactHydraException):
+    """A sweep job stopped by a user error (already printed and logged): the job is marked failed and the
+    sweep goes on with its other jobs; the command then exits with code 2 (:mod:`deblur.cli.entry`)."""
+
+    def __init__(self, message: str, sweep_dir: str | None = None) -> None:
+        super().__init__(message)
+        self.sweep_dir = sweep_dir
+
+
+def multirun_sweep_dir() -> str | None:
+    """The sweep folder when called inside a multirun's job, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return str(Path(HydraConfig.get().runtime.output_dir).parent)  # flat job folders (flat_name)
+
+
+def failed_jobs(sweep_dir: str | Path) -> list[tuple[str, str]]:
+    """``[(job folder, error)]`` of the sweep's jobs that failed and wrote no metrics.json since."""
+    sweep = Path(sweep_dir)
+    failed = []
+    for marker in sorted(sweep.glob(f"*/{FAILED_FILE}")):
+        if not (marker.parent / "metrics.json").exists():
+            failed.append((marker.parent.name, marker.read_text().strip()))
+    return failed
+
+
+def jobs_report(sweep_dir: str | Path) -> str | None:
+    """:func:`sweep_table` of the finished jobs, then the failed jobs with their errors; None if neither."""
+    table = sweep_table(sweep_dir)
+    failed = failed_jobs(sweep_dir)
+    if not failed:
+        return table
+    lines = [f"Failed jobs of {sweep_dir} ({len(failed)}):", ""]
+    lines += [f"- {job}: {error}" for job, error in failed]
+    return (table + "\n" if table else "") + "\n".join(lines) + "\n"
 
 
 def _study_collector(name: str) -> Any:
@@ -83,6 +127,23 @@ class SweepSummary(HydraCallback):
     the study, e.g. ``study=msfs_ablation``; it also writes ``results.md``) and, for every sweep, the jobs'
     table, written to ``<sweep dir>/jobs.md``."""
 
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """A failed job writes its error to ``<job>/failed.txt``; ``jobs.md`` is rewritten after every job
+        (so the jobs that finished are tabulated even when the sweep stops)."""
+        job_dir = OmegaConf.select(job_return.hydra_cfg or config, "hydra.runtime.output_dir", default=None)
+        if job_dir is None:
+            return
+        sweep = Path(str(job_dir)).parent  # job folders are flat (flat_name); ${now:...} is not re-read
+        if job_return.status == JobStatus.FAILED:
+            err = job_return._return_value  # the property would print Hydra's "Error executing job" again
+            text = " ".join(str(err).split()) or type(err).__name__
+            error = text if isinstance(err, JobFailed) else f"{type(err).__name__}: {text}"
+            Path(str(job_dir)).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(str(job_dir)) / FAILED_FILE, error + "\n")
+        report = jobs_report(str(sweep))
+        if report is not None:
+            atomic_write_text(Path(str(sweep)) / "jobs.md", report)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))
         if not sweep.is_dir():
@@ -93,7 +154,7 @@ class SweepSummary(HydraCallback):
                 collector.collect([sweep])
             except (SystemExit, Exception) as err:  # noqa: BLE001 - a summary must not fail the sweep
                 log.warning("the study collector of %s did not run: %s", sweep.name, err)
-        table = sweep_table(sweep)
+        table = jobs_report(sweep)
         if table is not None:
             atomic_write_text(sweep / "jobs.md", table)
             print("\n" + table)

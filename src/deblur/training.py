@@ -41,6 +41,7 @@ from deblur.checkpoints import check_complete
 from deblur.config.checks import MAX_TIME, check_train_config
 from deblur.config.presets import model_preset
 from deblur.data.datamodule import DeblurDataModule
+from deblur.data.datasets import check_data_root
 from deblur.errors import UserError
 from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpoint_model, checkpoint_info
 from deblur.lit.restoration import RestorationModule
@@ -472,6 +473,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_complete(ckpt_path, "ckpt_path")
         check_checkpoint_model(ckpt_path, _container(cfg.model))
         start_step = _announce_resume(cfg, ckpt_path)
+    check_data_root(_container(cfg.data))  # a missing dataset is reported before the speed probe
     settings = decide_training_settings(cfg, output_dir, ckpt_path)
     channels_last, precision = settings.channels_last, settings.precision
     L.seed_everything(cfg.seed, workers=True)

@@ -15,12 +15,14 @@ Config: ``conf/analyze.yaml`` (``data``, ``split``, ``ckpt_path``, ``analysis.*`
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.analysis.run import analyze, format_summary
 from deblur.cli.common import user_errors
+from deblur.cli.entry import run_command
 from deblur.config import register_configs
 from deblur.config.inference import InferenceSettings
 from deblur.paths import CONF_DIR
@@ -30,8 +32,8 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="analyze")
 @user_errors("deblur-analyze")
-def main(cfg: DictConfig) -> float:
-    """Console entry point ``deblur-analyze``; returns the full-scale high-band JS (sharp vs blurry)."""
+def _hydra_main(cfg: DictConfig) -> float:
+    # the task; Hydra names the job (and its log file) after this module
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # ??? fails naming the key
     payload = analyze(
         plain["data"],
@@ -45,6 +47,11 @@ def main(cfg: DictConfig) -> float:
     print(f"  outputs: {plain['paths']['output_dir']}")
     value = payload["js_divergence"]["sharp_vs_blurry"]["high"][payload["scales"][0]]
     return value if math.isfinite(value) else float("nan")
+
+
+def main(cfg: DictConfig | None = None) -> Any:
+    """Console entry point ``deblur-analyze``; returns the full-scale high-band JS (sharp vs blurry)."""
+    return run_command("deblur-analyze", "analyze", _hydra_main, cfg)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from deblur.cli.logfile import log_to_files
 from deblur.errors import is_user_error
 from deblur.run_folder import undo_run_folder
+from deblur.sweeps import JobFailed, multirun_sweep_dir
 
 log = logging.getLogger("deblur")
 
@@ -26,8 +28,11 @@ def user_errors(command: str) -> Callable[[Callable[..., Any]], Callable[..., An
             except Exception as err:
                 if not is_user_error(err):
                     raise
-                log.error("%s: %s", type(err).__name__, err)  # also into the run's log file
+                log_to_files(log, logging.ERROR, f"{type(err).__name__}: {err}")  # printed once, below
                 print(f"{command}: error: {err}", file=sys.stderr)
+                sweep = multirun_sweep_dir()
+                if sweep is not None:  # a sweep's job: marked failed (its folder kept), the others still run
+                    raise JobFailed(str(err), sweep) from None
                 undo_run_folder()  # a refusal changes nothing: no stub run folder, .hydra/ put back
                 sys.exit(2)
 

@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.cli.common import user_errors
+from deblur.cli.entry import run_command
 from deblur.config import register_configs
 from deblur.config.inference import InferenceSettings
 from deblur.evaluation import evaluate, results_markdown
@@ -29,8 +30,8 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 @user_errors("deblur-eval")
-def main(cfg: DictConfig) -> dict[str, Any]:
-    """Console entry point ``deblur-eval``; returns the ``results.json`` payload."""
+def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
+    # the task; Hydra names the job (and its log file) after this module
     plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # ??? fails naming the key
     results = evaluate(
         plain["ckpt_path"],
@@ -49,6 +50,11 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     print(results_markdown(results), end="")
     print(f"wrote results.md, results.json and per-dataset scores to {plain['paths']['output_dir']}")
     return results
+
+
+def main(cfg: DictConfig | None = None) -> Any:
+    """Console entry point ``deblur-eval``; returns the ``results.json`` payload."""
+    return run_command("deblur-eval", "eval", _hydra_main, cfg)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.cli.common import user_errors
+from deblur.cli.entry import run_command
 from deblur.config import register_configs
 from deblur.config.inference import InferenceSettings
 from deblur.paths import CONF_DIR
@@ -42,8 +43,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 @user_errors("deblur-predict")
-def main(cfg: DictConfig) -> None:
-    """Console entry point ``deblur-predict``."""
+def _hydra_main(cfg: DictConfig) -> None:
+    # the task; Hydra names the job (and its log file) after this module
     try:
         result = run(cfg)
     except PredictionIncomplete as err:
@@ -51,6 +52,11 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
     kept = f"; kept {len(result['kept'])} existing" if result["kept"] else ""
     print(f"deblurred {len(result['written'])} image(s) into {result['output']}{kept}")
+
+
+def main(cfg: DictConfig | None = None) -> Any:
+    """Console entry point ``deblur-predict``."""
+    return run_command("deblur-predict", "predict", _hydra_main, cfg)
 
 
 if __name__ == "__main__":

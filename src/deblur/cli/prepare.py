@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.cli.common import user_errors
+from deblur.cli.entry import run_command
 from deblur.config import register_configs
 from deblur.data.prepare import prepare_dataset
 from deblur.paths import CONF_DIR
@@ -46,9 +47,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prepare")
 @user_errors("deblur-prepare")
-def main(cfg: DictConfig) -> None:
-    """Console entry point ``deblur-prepare``."""
+def _hydra_main(cfg: DictConfig) -> None:
+    # the task; Hydra names the job (and its log file) after this module
     run(cfg)
+
+
+def main(cfg: DictConfig | None = None) -> Any:
+    """Console entry point ``deblur-prepare``."""
+    return run_command("deblur-prepare", "prepare", _hydra_main, cfg)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,15 @@ import hydra
 from omegaconf import DictConfig
 
 from deblur.cli.common import user_errors
+from deblur.cli.entry import run_command
 from deblur.metrics.scoring import score_folders, summary_markdown
 from deblur.paths import CONF_DIR
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="score")
 @user_errors("deblur-score")
-def main(cfg: DictConfig) -> dict[str, Any]:
-    """Console entry point ``deblur-score``; returns the summary."""
+def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
+    # the task; Hydra names the job (and its log file) after this module
     _, summary = score_folders(
         str(cfg.pred_dir),  # '???' fails here with Hydra's message naming the key
         str(cfg.gt_dir),
@@ -40,6 +41,11 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     print(summary_markdown(summary), end="")
     print(f"wrote scores.csv, summary.json, summary.md to {cfg.paths.output_dir}")
     return summary
+
+
+def main(cfg: DictConfig | None = None) -> Any:
+    """Console entry point ``deblur-score``; returns the summary."""
+    return run_command("deblur-score", "score", _hydra_main, cfg)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,12 @@ pair, no checkpoint to resume ...) is one message on stderr and exit code 2; a b
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 from deblur.cli.common import user_errors
+from deblur.cli.entry import run_command
 from deblur.config import register_configs
-from deblur.config.choices import check_group_choices
 from deblur.paths import CONF_DIR
 from deblur.training import train
 
@@ -37,13 +35,9 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """``deblur-train``: check group choices (listing the options of nested groups), then run Hydra."""
-    try:
-        check_group_choices(sys.argv[1:], CONF_DIR)
-    except ValueError as err:
-        print(f"deblur-train: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+    """``deblur-train``: check the overrides (group choices, keys, values; every value of a multirun),
+    then run Hydra."""
+    run_command("deblur-train", "train", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -49,14 +49,16 @@ def check_group_choices(overrides: Iterable[str], conf_dir: Path) -> None:
     """Raise ValueError naming the group and listing its options for any unknown choice.
 
     Handles ``group=a``, multirun lists ``group=a,b`` and ``group=choice(a,b)``; leaves other sweep
-    functions (``glob(...)``), ``null`` and non-group keys (``model.width=8``) to Hydra.
+    functions (``glob(...)``), ``null``, non-group keys (``model.width=8``) and Hydra's own groups
+    (``hydra/launcher=joblib``, whose options are partly Hydra's plugins) to Hydra.
     """
     for override in overrides:
         match = _OVERRIDE.match(override)
         if not match or match["prefix"] == "~":
             continue
         group, value = match["group"], match["value"]
-        if not (conf_dir / group).is_dir() or value in ("null", ""):
+        hydras = group.startswith("hydra/")  # Hydra's own groups: Hydra lists their options
+        if hydras or not (conf_dir / group).is_dir() or value in ("null", ""):
             continue
         choices = _choices(value)
         if choices is None:

@@ -167,6 +167,13 @@ def _root(cfg: dict[str, Any], name: str) -> Path:
     return require_dir(str(root), name, "dataset root")
 
 
+def check_data_root(cfg: dict[str, Any]) -> None:
+    """Raise :class:`DatasetError` naming ``data.root`` if a dataset with a root has none, or it is not a
+    folder (``deblur-train`` checks this before timing the network, so nothing is built first)."""
+    if "root" in cfg:
+        _root(cfg, str(cfg.get("name")))
+
+
 def _split(split: str) -> str:
     if split == "test":
         return "val"
