@@ -20,11 +20,12 @@ TINY = {
              "model.reduction=4"],
     "fddn": ["model.width=4", "model.num_fdb=1", "model.cca_reduction=4", "model.rcab_reduction=4",
              "loss.pretrained=false"],
+    "nafnet": ["model=nafnet_small"],
 }  # fmt: skip
 
 
 def test_there_are_presets():
-    assert {"msfs_gopro", "fddn_gopro"} <= set(PRESETS)
+    assert {"msfs_gopro", "fddn_gopro", "nafnet_gopro"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
