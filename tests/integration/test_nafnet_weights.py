@@ -69,3 +69,24 @@ def test_eval_with_tlc_on_nafnet(released_small, tmp_path):
     settings = {"device": "cpu", "precision": "fp32", "tlc": tlc}
     results = evaluate(path, ["gopro"], {"gopro": root}, output_dir=tmp_path / "eval", settings=settings)
     assert results["tlc"]["enabled"] is True
+
+
+def test_predict_with_model_nafnet_and_tlc_on_an_odd_sized_image(released_small, tmp_path):
+    import numpy as np
+
+    from deblur.config.inference import InferenceSettings
+    from deblur.io import read_image, write_image
+    from deblur.prediction import predict_images
+
+    path, _ = released_small
+    image = np.random.default_rng(0).integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    write_image(tmp_path / "in" / "shot.png", image)
+    settings = InferenceSettings.from_config(
+        {"device": "cpu", "precision": "fp32", "tlc": {"enabled": True, "base_size": 24, "train_size": 16}}
+    )
+    result = predict_images(
+        path, str(tmp_path / "in"), tmp_path / "out", model=model_config("nafnet_small", **SMALL),
+        settings=settings,
+    )  # fmt: skip
+    assert result["model"]["name"] == "nafnet" and len(result["written"]) == 1
+    assert read_image(tmp_path / "out" / "shot.png")[0].shape == (37, 29, 3)
