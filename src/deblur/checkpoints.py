@@ -9,7 +9,10 @@ Formats, recognised by their content:
 * the MSFS-Net authors' released files (``model.pkl``, ``model_R.pkl``, ``model_J.pkl``: ``{"model":
   state_dict, ...}`` with their key names, optionally ``module.``-prefixed): converted in memory
   (:mod:`deblur.models.msfs_public`) and loaded into ``model=msfs_public``; any other model is refused
-  naming ``model=msfs_public``.
+  naming ``model=msfs_public``;
+* the NAFNet authors' released files (``NAFNet-GoPro-width32.pth`` ...: ``{"params": state_dict}`` with
+  NAFNet's key names): loaded as they are into the NAFNet their keys describe
+  (:mod:`deblur.models.nafnet_weights`); ``model=nafnet`` may be given, another network is refused.
 
 Every file is read with ``torch.load(..., weights_only=True)``: a pickle that refers to anything but tensors
 and plain containers is refused and none of its code runs. Weights are loaded strictly: a file with
@@ -30,6 +33,7 @@ from torch import nn
 
 from deblur.errors import UserError
 from deblur.models.msfs_public import is_public_checkpoint, public_model_config, state_from_public_checkpoint
+from deblur.models.nafnet_weights import is_nafnet_checkpoint, nafnet_config_from_state, nafnet_state
 from deblur.utils.device import select_device
 
 log = logging.getLogger(__name__)
@@ -204,6 +208,10 @@ def load_model(
                 "model=msfs_public (or leave model= out)"
             )
         log.info("%s: the MSFS-Net authors' released weights, converted to model=msfs_public", source)
+    elif is_nafnet_checkpoint(obj):
+        state = nafnet_state(obj)
+        saved = nafnet_config_from_state(state)
+        log.info("%s: the NAFNet authors' weights format, read as model %s", source, describe_model(saved))
     else:
         state, saved = split_checkpoint(obj)
     if asked is not None and saved is not None:
@@ -223,7 +231,8 @@ def load_model(
 #: model keys that decide the architecture, compared between a checkpoint and the config asked for
 ARCHITECTURE_KEYS = ("name", "width", "variant", "use_fsm", "use_csffm", "num_fdb", "encoder_blocks",
                      "decoder_blocks", "fsm_conv_shortcut", "concat_encoder_first", "out_kernel_size",
-                     "shared_anchor_projection", "aux_outputs", "skip_first_encoder_blocks", "use_skip")
+                     "shared_anchor_projection", "aux_outputs", "skip_first_encoder_blocks", "use_skip",
+                     "middle_blocks")
 
 
 def _check_same_network(saved: Mapping[str, Any], asked: Mapping[str, Any], source: str) -> None:

@@ -93,15 +93,17 @@ def _constructor_options(factory: type) -> list[str] | None:
 def _network_classes() -> dict[str, type]:
     from deblur.models.fddn import FDDN
     from deblur.models.msfs_net import MSFSNet
+    from deblur.models.nafnet import NAFNet
 
-    return {"msfs": MSFSNet, "fddn": FDDN}
+    return {"msfs": MSFSNet, "fddn": FDDN, "nafnet": NAFNet}
 
 
 def _loss_classes() -> dict[str, type]:
     from deblur.losses.msfs import MSFSLoss
     from deblur.losses.perceptual import FDDNLoss
+    from deblur.losses.psnr import PSNRLoss
 
-    return {"msfs": MSFSLoss, "fddn": FDDNLoss}
+    return {"msfs": MSFSLoss, "fddn": FDDNLoss, "psnr": PSNRLoss}
 
 
 def _unknown_keys(problems: _Problems, group: str, node: Mapping[str, Any], classes: dict[str, type]) -> bool:
@@ -123,35 +125,70 @@ def _unknown_keys(problems: _Problems, group: str, node: Mapping[str, Any], clas
 
 
 # ---------------------------------------------------------------- groups
+def _check_msfs(problems: _Problems, model: Mapping[str, Any]) -> None:
+    p = "model"
+    width = model.get("width")
+    if "width" in model and (not _is_int(width) or width < 2 or width % 2):
+        problems.add("model.width", width, "MSFSNet needs an even integer >= 2")
+    for key in ("encoder_blocks", "latent_blocks", "decoder_blocks"):
+        problems.int_at_least(model, p, key, 0)
+    problems.int_at_least(model, p, "reduction", 1)
+    problems.choice(model, p, "norm", ("batch", "none"))
+    init = model.get("csffm_init", (0.0, 0.0))
+    if not (isinstance(init, list | tuple) and len(init) == 2 and all(_is_number(v) for v in init)):
+        problems.add("model.csffm_init", init, "two numbers [theta, gamma]")
+    size = model.get("out_kernel_size", 3)
+    if not _is_int(size) or size < 1 or size % 2 == 0:
+        problems.add("model.out_kernel_size", size, "an odd integer >= 1")
+
+
+def _check_fddn(problems: _Problems, model: Mapping[str, Any]) -> None:
+    from deblur.models.distillation import LATENT_VARIANTS
+
+    p = "model"
+    problems.int_at_least(model, p, "width", 2)
+    problems.int_at_least(model, p, "num_fdb", 1)
+    problems.int_at_least(model, p, "decoder_rcabs", 0)
+    problems.int_at_least(model, p, "cca_reduction", 1)
+    problems.int_at_least(model, p, "rcab_reduction", 1)
+    problems.number(model, p, "ratio", lambda v: 0 < v < 1, "a number strictly between 0 and 1")
+    problems.choice(model, p, "variant", LATENT_VARIANTS)
+
+
+def _block_counts(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(_is_int(v) and v >= 0 for v in value)
+
+
+def _check_nafnet(problems: _Problems, model: Mapping[str, Any]) -> None:
+    p = "model"
+    problems.int_at_least(model, p, "width", 1)
+    problems.int_at_least(model, p, "middle_blocks", 0)
+    stages = {}
+    for key in ("encoder_blocks", "decoder_blocks"):
+        if key in model and not _block_counts(model[key]):
+            problems.add(f"model.{key}", model[key], "a list of block counts (integers >= 0), one per stage")
+        elif key in model:
+            stages[key] = len(model[key])
+    if len(stages) == 2 and stages["encoder_blocks"] != stages["decoder_blocks"]:
+        problems.add(
+            "model.decoder_blocks", model["decoder_blocks"],
+            f"one count per encoder stage ({stages['encoder_blocks']}, as model.encoder_blocks)",
+        )  # fmt: skip
+
+
+#: value checks of each network (``model.name``), after the constructor-argument check
+_MODEL_CHECKS: dict[str, Callable[[_Problems, Mapping[str, Any]], None]] = {
+    "msfs": _check_msfs,
+    "fddn": _check_fddn,
+    "nafnet": _check_nafnet,
+}
+
+
 def _check_model(problems: _Problems, model: Mapping[str, Any]) -> None:
     if not _unknown_keys(problems, "model", model, _network_classes()):
         return
-    p = "model"
-    problems.int_at_least(model, p, "in_channels", 1)
-    if model["name"] == "msfs":
-        width = model.get("width")
-        if "width" in model and (not _is_int(width) or width < 2 or width % 2):
-            problems.add("model.width", width, "MSFSNet needs an even integer >= 2")
-        for key in ("encoder_blocks", "latent_blocks", "decoder_blocks"):
-            problems.int_at_least(model, p, key, 0)
-        problems.int_at_least(model, p, "reduction", 1)
-        problems.choice(model, p, "norm", ("batch", "none"))
-        init = model.get("csffm_init", (0.0, 0.0))
-        if not (isinstance(init, list | tuple) and len(init) == 2 and all(_is_number(v) for v in init)):
-            problems.add("model.csffm_init", init, "two numbers [theta, gamma]")
-        size = model.get("out_kernel_size", 3)
-        if not _is_int(size) or size < 1 or size % 2 == 0:
-            problems.add("model.out_kernel_size", size, "an odd integer >= 1")
-    else:  # fddn
-        from deblur.models.distillation import LATENT_VARIANTS
-
-        problems.int_at_least(model, p, "width", 2)
-        problems.int_at_least(model, p, "num_fdb", 1)
-        problems.int_at_least(model, p, "decoder_rcabs", 0)
-        problems.int_at_least(model, p, "cca_reduction", 1)
-        problems.int_at_least(model, p, "rcab_reduction", 1)
-        problems.number(model, p, "ratio", lambda v: 0 < v < 1, "a number strictly between 0 and 1")
-        problems.choice(model, p, "variant", LATENT_VARIANTS)
+    problems.int_at_least(model, "model", "in_channels", 1)
+    _MODEL_CHECKS[model["name"]](problems, model)
 
 
 def _check_loss(problems: _Problems, loss: Mapping[str, Any]) -> None:

@@ -59,6 +59,18 @@ class FDDNConfig:
     rcab_reduction: int = 16
 
 
+@dataclass
+class NAFNetConfig:
+    """``deblur.models.nafnet.NAFNet`` arguments (defaults: the GoPro width-32 model, 17.11 M parameters)."""
+
+    name: str = "nafnet"
+    in_channels: int = 3
+    width: int = 32
+    encoder_blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 28])
+    middle_blocks: int = 1
+    decoder_blocks: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
+
+
 # ---------------------------------------------------------------- losses
 @dataclass
 class MSFSLossConfig:
@@ -84,6 +96,14 @@ class FDDNLossConfig:
     lambda_perceptual: float = 0.1
     pretrained: bool = True
     weights_path: str | None = None
+
+
+@dataclass
+class PSNRLossConfig:
+    """NAFNet's PSNR loss: ``10 * log10(MSE + eps)`` per image, averaged (``deblur.losses.psnr``)."""
+
+    name: str = "psnr"
+    eps: float = 1e-8
 
 
 # ---------------------------------------------------------------- optimisation
@@ -157,8 +177,10 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(group="model", name="msfs_schema", node=MSFSNetConfig)
     cs.store(group="model", name="fddn_schema", node=FDDNConfig)
+    cs.store(group="model", name="nafnet_schema", node=NAFNetConfig)
     cs.store(group="loss", name="msfs_schema", node=MSFSLossConfig)
     cs.store(group="loss", name="fddn_schema", node=FDDNLossConfig)
+    cs.store(group="loss", name="psnr_schema", node=PSNRLossConfig)
     cs.store(group="optim", name="optim_schema", node=OptimConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     register_dataset_configs(cs)  # built-in dataset, GoPro, HIDE, RealBlur, pairs, folder

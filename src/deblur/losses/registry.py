@@ -20,7 +20,13 @@ def _fddn(**kwargs: Any) -> nn.Module:
     return FDDNLoss(**kwargs)
 
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {"msfs": _msfs, "fddn": _fddn}
+def _psnr(**kwargs: Any) -> nn.Module:
+    from deblur.losses.psnr import PSNRLoss
+
+    return PSNRLoss(**kwargs)
+
+
+LOSSES: dict[str, Callable[..., nn.Module]] = {"msfs": _msfs, "fddn": _fddn, "psnr": _psnr}
 
 
 def build_loss(cfg: Mapping[str, Any]) -> nn.Module:

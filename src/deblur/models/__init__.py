@@ -2,5 +2,6 @@
 
 from deblur.models.fddn import FDDN
 from deblur.models.msfs_net import MSFSNet
+from deblur.models.nafnet import NAFNet
 
-__all__ = ["FDDN", "MSFSNet"]
+__all__ = ["FDDN", "MSFSNet", "NAFNet"]

@@ -22,7 +22,13 @@ def _fddn(**kwargs: Any) -> nn.Module:
     return FDDN(**kwargs)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"msfs": _msfs, "fddn": _fddn}
+def _nafnet(**kwargs: Any) -> nn.Module:
+    from deblur.models.nafnet import NAFNet
+
+    return NAFNet(**kwargs)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"msfs": _msfs, "fddn": _fddn, "nafnet": _nafnet}
 
 
 def size_mb(model_or_params: nn.Module | int) -> float:

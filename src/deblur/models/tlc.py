@@ -11,6 +11,9 @@ Converted, in place and reversibly, by :func:`convert_to_tlc` / :func:`revert_tl
 
 * RCAB's squeeze-and-excitation (:class:`deblur.models.rcab.ChannelAttention`, both networks): its
   ``squeeze`` (``nn.AdaptiveAvgPool2d(1)``) becomes :class:`LocalAvgPool2d`;
+* NAFNet's simplified channel attention (:class:`deblur.models.nafnet.SimplifiedChannelAttention`, the
+  authors' ``sca``): its child ``0`` (``nn.AdaptiveAvgPool2d(1)``) becomes :class:`LocalAvgPool2d`, as in
+  the authors' ``NAFNetLocal``;
 * FDDN's contrast-aware attention (:class:`deblur.models.cca.ContrastAwareChannelAttention`, FDB Eq. 11):
   its ``contrast`` (:class:`deblur.models.cca.ChannelContrast`, std + mean) becomes
   :class:`LocalChannelContrast`, local in both its mean and its standard deviation.
@@ -62,6 +65,7 @@ from torch import nn
 from torch.func import functional_call
 
 from deblur.models.cca import CONTRAST_EPS, ChannelContrast, ContrastAwareChannelAttention, channel_contrast
+from deblur.models.nafnet import SimplifiedChannelAttention
 from deblur.models.rcab import ChannelAttention
 
 Window = tuple[int, int]
@@ -72,6 +76,7 @@ Slot = tuple[str, nn.Module, str]
 _STATISTIC_ATTRIBUTE: dict[type[nn.Module], str] = {
     ChannelAttention: "squeeze",
     ContrastAwareChannelAttention: "contrast",
+    SimplifiedChannelAttention: "0",  # an nn.Sequential: its first child is the pool
 }
 
 
@@ -184,13 +189,13 @@ class LocalChannelContrast(_LocalWindow):
         return local_contrast(x, self.window)
 
 
-_GLOBAL_FORMS = {"squeeze": nn.AdaptiveAvgPool2d, "contrast": ChannelContrast}
-_LOCAL_FORMS = {"squeeze": LocalAvgPool2d, "contrast": LocalChannelContrast}
+_GLOBAL_FORMS = {"squeeze": nn.AdaptiveAvgPool2d, "0": nn.AdaptiveAvgPool2d, "contrast": ChannelContrast}
+_LOCAL_FORMS = {"squeeze": LocalAvgPool2d, "0": LocalAvgPool2d, "contrast": LocalChannelContrast}
 
 
 def _global_form(attribute: str) -> nn.Module:
     """A fresh global statistic module, as the attention modules build it."""
-    return nn.AdaptiveAvgPool2d(1) if attribute == "squeeze" else ChannelContrast()
+    return nn.AdaptiveAvgPool2d(1) if _GLOBAL_FORMS[attribute] is nn.AdaptiveAvgPool2d else ChannelContrast()
 
 
 # ----------------------------------------------------------------------------------------------- conversion
@@ -218,7 +223,7 @@ def _statistic_slots(net: nn.Module) -> list[Slot]:
         statistic = getattr(module, attribute)
         global_form = _GLOBAL_FORMS[attribute]
         is_global = isinstance(statistic, global_form) and (
-            attribute != "squeeze" or statistic.output_size in (1, (1, 1))
+            global_form is not nn.AdaptiveAvgPool2d or statistic.output_size in (1, (1, 1))
         )
         if not (is_global or isinstance(statistic, _LOCAL_FORMS[attribute])):
             raise TypeError(
@@ -297,8 +302,9 @@ def convert_to_tlc(net: nn.Module, base_size: int = 384, train_size: int = 256) 
     """Make every channel attention of ``net`` use local statistics (TLC), in place; returns ``net``.
 
     Args:
-        net: a network with :class:`~deblur.models.rcab.ChannelAttention` (RCAB; MSFS-Net, FDDN) and / or
-            :class:`~deblur.models.cca.ContrastAwareChannelAttention` (FDDN's FDBs) modules, found by type.
+        net: a network with :class:`~deblur.models.rcab.ChannelAttention` (RCAB; MSFS-Net, FDDN),
+            :class:`~deblur.models.cca.ContrastAwareChannelAttention` (FDDN's FDBs) and / or
+            :class:`~deblur.models.nafnet.SimplifiedChannelAttention` (NAFNet) modules, found by type.
         base_size: the window at input resolution, in pixels (config key ``tlc.base_size``; paper: 384).
         train_size: the training crop size (``tlc.train_size``; 256 for GoPro training).
 
