@@ -102,7 +102,8 @@ def tiled_inference(net: nn.Module, image: torch.Tensor, tile: int, tile_overlap
         raise ValueError(f"tile must be a positive number of pixels, got {tile!r}")
     if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) or not 0 <= tile_overlap < tile:
         raise ValueError(f"tile_overlap must be an integer in [0, tile={tile}), got {tile_overlap!r}")
-    multiple = int(getattr(net, "multiple", 1) or 1)
+    # the stride: ``multiple`` (we pad), or ``pad_multiple`` (the network pads itself, e.g. NAFNet)
+    multiple = int(getattr(net, "multiple", None) or getattr(net, "pad_multiple", 1) or 1)
     if tile < multiple:  # each window would be padded up to the network's stride: refuse, naming it
         raise ValueError(f"tile={tile} is smaller than the network's stride: tile must be at least "
                          f"{multiple} (a multiple of {multiple} avoids padding each window)")  # fmt: skip

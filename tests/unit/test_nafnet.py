@@ -143,3 +143,14 @@ def test_config_checks_are_nafnets_own():
     assert "model.width=0: an integer >= 1" in _check({"width": 0})
     assert "model.num_fdb is not an option of model=nafnet" in _check({"num_fdb": 4})
     check_train_config(OmegaConf.create({"model": {"name": "nafnet", "width": 3}}))  # odd widths are fine
+
+
+def test_a_tile_below_nafnets_own_padding_stride_is_refused():
+    import numpy as np
+
+    import deblur
+
+    net = build_model("nafnet_small").eval()
+    image = np.zeros((40, 40, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"tile=8 .*at least 16"):
+        deblur.restore(net, image, tile=8, tile_overlap=0)
