@@ -16,7 +16,9 @@ Formats, recognised by their content:
 
 Every file is read with ``torch.load(..., weights_only=True)``: a pickle that refers to anything but tensors
 and plain containers is refused and none of its code runs. Weights are loaded strictly: a file with
-missing or unexpected weights, or weights of other shapes, fails naming the counts and the first keys.
+missing or unexpected weights, or weights of other shapes, fails naming the counts and the first keys; a
+file with a NaN or infinite value in any tensor is refused naming the first such tensor
+(:func:`check_finite_state`).
 """
 
 from __future__ import annotations
@@ -134,10 +136,31 @@ def _listing(keys: list[str]) -> str:
     return ", ".join(keys[:_LISTED]) + more
 
 
+def check_finite_state(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse a state dict with a NaN or infinite value in any tensor, naming ``source`` and the first one.
+
+    A network with one non-finite weight (or buffer, e.g. a BatchNorm running variance) gives NaN outputs,
+    which would be written as black images or scored as meaningless numbers.
+    """
+    bad = [k for k, t in state.items() if t.is_floating_point() or t.is_complex()]
+    bad = [k for k in bad if not bool(torch.isfinite(state[k]).all())]
+    if bad:
+        first = state[bad[0]]
+        nans, total = int(torch.isnan(first).sum()), first.numel()
+        raise CheckpointError(
+            f"{source} holds non-finite weights: {bad[0]} has {total - int(torch.isfinite(first).sum())} of "
+            f"{total} value(s) NaN or infinite ({nans} NaN); {len(bad)} of {len(state)} tensor(s) are not "
+            "finite. Such a network gives no meaningful output: use a checkpoint saved before training "
+            "diverged (deblur-train keeps the last finite state in checkpoints/last.ckpt)."
+        )
+
+
 def load_state_strict(net: nn.Module, state: Mapping[str, Any], source: str, model_cfg: Any) -> None:
-    """``net.load_state_dict(state, strict=True)`` with one clear message naming ``source`` on a mismatch."""
+    """``net.load_state_dict(state, strict=True)`` with one clear message naming ``source`` on a mismatch
+    or on non-finite weights (:func:`check_finite_state`)."""
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{source}: the state dict holds entries that are not tensors")
+    check_finite_state(state, source)
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -182,7 +205,7 @@ def load_model(
 
     Raises:
         FileNotFoundError, CheckpointError: see :func:`read_checkpoint`; the weights do not fit the network,
-            or no network is named for a plain state dict.
+            a tensor holds NaN or infinite values, or no network is named for a plain state dict.
 
     Examples:
         >>> import tempfile, torch

@@ -5,7 +5,11 @@ whole images, tiled when ``settings.tile`` is set) with :func:`deblur.inference.
 rounded to 8 bits as a saved PNG would be and scored against the ground truth with
 :mod:`deblur.metrics.scoring` under the dataset's protocol (:data:`DEFAULT_PROTOCOLS`: GoPro / HIDE ->
 ``gopro``: PSNR peak 255 + MATLAB 3-D SSIM; RealBlur -> ``realblur``: ECC-aligned, masked PSNR / SSIM).
-Both images are read as the dataset loaders read them (:func:`deblur.data.datasets.read_rgb`).
+Both images are read as the dataset loaders read them (:func:`deblur.data.datasets.read_rgb`), except that a
+gray blurry image stays gray (:func:`deblur.data.datasets.read_uint8`): its prediction is the mean of the
+network's three output channels, as ``deblur-predict`` saves it, so ``deblur-eval`` and ``deblur-predict``
++ ``deblur-score`` give the same numbers. An image whose network output is not finite stops the evaluation,
+naming the file (:class:`deblur.inference.NonFiniteOutput`); nothing is scored for it.
 
 Outputs in ``output_dir``, all written atomically:
 
@@ -37,7 +41,7 @@ from torch import nn
 
 from deblur.checkpoints import load_model
 from deblur.config.inference import InferenceSettings
-from deblur.data.datasets import list_pairs, read_rgb
+from deblur.data.datasets import list_pairs, read_rgb, read_uint8
 from deblur.inference import prepare_network, restore
 from deblur.io import write_image
 from deblur.metrics.scoring import check_protocol, score_rows, summarize, write_outputs
@@ -110,9 +114,10 @@ def evaluate_dataset(
 
     def predictions() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for i, (blurry_path, sharp_path, pair_name) in enumerate(pairs, start=1):
-            blurry = read_rgb(blurry_path)
+            blurry = read_uint8(blurry_path)  # a gray image stays gray, as deblur-predict reads it
             start = time.perf_counter()
-            pred = restore(net, blurry, tile, options, tile_overlap)  # uint8, rounded as a saved PNG
+            # uint8, rounded as a saved PNG; a non-finite output fails naming the file
+            pred = restore(net, blurry, tile, options, tile_overlap, str(blurry_path))
             seconds.append(time.perf_counter() - start)
             if save_images:
                 write_image((image_dir / pair_name).with_suffix(".png"), pred)

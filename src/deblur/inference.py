@@ -12,7 +12,9 @@ Neither function changes the grad mode: call them under ``torch.inference_mode()
 :func:`deblur.speedups.inference_context`, which adds bf16 autocast when asked for).
 
 * :func:`restore`: one image of any kind (numpy uint8 / uint16 / float, gray / RGB / RGBA, or a tensor)
-  through a network, under inference mode, padded or tiled; the result has the input's kind.
+  through a network, under inference mode, padded or tiled; the result has the input's kind. Empty images,
+  NaN / infinite samples and float samples outside [0, 1] are refused (ValueError); a network output with a
+  NaN or infinite value is never returned (:class:`NonFiniteOutput`, naming the image).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from deblur.errors import UserError
 from deblur.models.padding import crop_to, pad_to_multiple
+from deblur.utils.pixels import check_pixels
 
 if TYPE_CHECKING:
     from deblur.config.inference import InferenceSettings
@@ -129,6 +133,27 @@ def tiled_inference(net: nn.Module, image: torch.Tensor, tile: int, tile_overlap
 
 
 # ---------------------------------------------------------------- whole images
+class NonFiniteOutput(UserError):
+    """The network's output for an image holds NaN or infinite values; the message names the image."""
+
+
+def check_finite_output(output: torch.Tensor, name: str | None = None) -> None:
+    """Raise :class:`NonFiniteOutput` (naming ``name``) when the network's ``output`` is not all finite.
+
+    Clamping would turn NaN into black pixels and scoring would turn them into a meaningless number, so a
+    non-finite output is never written or scored: the image fails instead.
+    """
+    finite = torch.isfinite(output)
+    if bool(finite.all()):
+        return
+    bad, total = int((~finite).sum()), finite.numel()
+    raise NonFiniteOutput(
+        f"{name or 'the image'}: the network's output has {bad} of {total} value(s) NaN or infinite, so it "
+        "is neither written nor scored. The input may hold extreme values, or the weights overflow on it "
+        "(with precision=bf16, try precision=fp32)."
+    )
+
+
 def _net_device(net: nn.Module) -> torch.device:
     for tensor in net.parameters():
         return tensor.device
@@ -141,6 +166,7 @@ def restore(
     tile: int | None = None,
     options: InferenceOptions | None = None,
     tile_overlap: int = 32,
+    name: str | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Deblur one image of any size with ``net``; the result has the input's kind, size and layout.
 
@@ -153,11 +179,17 @@ def restore(
         tile: run in overlapping ``tile`` x ``tile`` windows (:func:`tiled_inference`); None: whole image.
         options: the speed options ``net`` was prepared with (memory format, bf16 autocast); None: fp32.
         tile_overlap: minimum overlap of the tiles in pixels.
+        name: how messages name the image (e.g. its file); None: "the image".
 
     Returns:
         The deblurred image, clipped to [0, 1]: integers are rounded to nearest in the input's dtype;
         floats keep their dtype; a tensor keeps its shape, dtype and device. Gray inputs give the mean of
         the three output channels.
+
+    Raises:
+        ValueError: an empty image, NaN or infinite samples, float samples outside [0, 1] (a float image in
+            0..255 is the usual mistake), an integer tensor, or an unsupported shape or dtype.
+        NonFiniteOutput: the network's output holds NaN or infinite values.
 
     Examples:
         >>> import numpy as np
@@ -174,6 +206,10 @@ def restore(
     if isinstance(image, torch.Tensor):
         if image.ndim not in (3, 4) or image.shape[-3] != 3:
             raise ValueError(f"restore takes a (3, H, W) or (N, 3, H, W) tensor, got {tuple(image.shape)}")
+        if not image.is_floating_point():
+            raise ValueError(f"restore takes tensors of floats in [0, 1], got {image.dtype}: convert with "
+                             "image.float() / 255 for 8-bit samples")
+        check_pixels(image, name or "image")
         batch = image[None] if image.ndim == 3 else image
         x = to_input(batch.to(device=device, dtype=torch.float32), options)
         with inference_context(options, device):
@@ -181,6 +217,7 @@ def restore(
                 y = pad_and_run(net, x)
             else:
                 y = torch.cat([tiled_inference(net, x[i : i + 1], tile, tile_overlap) for i in range(len(x))])
+            check_finite_output(y, name)
             y = y.float().clamp_(0.0, 1.0)
         y = y.clone().to(device=image.device, dtype=image.dtype)  # an ordinary tensor, not an inference one
         return y[0] if image.ndim == 3 else y
@@ -199,8 +236,9 @@ def restore(
         scale = 1.0
     else:
         raise ValueError(f"restore takes uint8, uint16 or float images, got {image.dtype}")
+    check_pixels(image, name or "image")
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(scale))
-    y = restore(net, x, tile, options, tile_overlap).numpy().transpose(1, 2, 0)
+    y = restore(net, x, tile, options, tile_overlap, name).numpy().transpose(1, 2, 0)
     if image.ndim == 2:
         y = y.mean(axis=2)
     if scale != 1.0:

@@ -253,10 +253,14 @@ def from_float(image: np.ndarray, depth: int = 8) -> np.ndarray:
 def encode_like(rgb: np.ndarray, meta: ImageMeta) -> np.ndarray:
     """A float (H, W, 3) result in [0, 1] -> samples stored like the input ``meta`` describes.
 
-    Gray inputs get the mean of the three channels; an alpha channel is re-attached unchanged; the bit
-    depth is the input's. Returns (H, W), (H, W, 3) or (H, W, 4) RGB[A], ready for :func:`write_image`.
+    Gray inputs get the mean of the three channels (an (H, W) result is that mean already, as
+    :func:`deblur.inference.restore` returns it for a gray image, and is kept as is); an alpha channel is
+    re-attached unchanged; the bit depth is the input's. Returns (H, W), (H, W, 3) or (H, W, 4) RGB[A],
+    ready for :func:`write_image`.
     """
-    if meta.gray:
+    if rgb.ndim == 2:
+        out = from_float(rgb, meta.depth)
+    elif meta.gray:
         out = from_float(rgb.mean(axis=2), meta.depth)
     else:
         out = from_float(rgb, meta.depth)

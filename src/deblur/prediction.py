@@ -10,8 +10,10 @@ Safety rules (whatever the flags):
 
 * an input file is never an output target: a result whose path is an input file is refused;
 * existing results are kept unless ``overwrite=True``;
-* unreadable inputs stop the run (``on_error="error"``) or are reported and skipped
-  (``on_error="skip"``; the run then ends with :class:`PredictionIncomplete` after the other images);
+* unreadable inputs, and inputs for which the network's output is not finite
+  (:class:`deblur.inference.NonFiniteOutput`; never written), stop the run (``on_error="error"``) or are
+  reported and skipped (``on_error="skip"``; the run then ends with :class:`PredictionIncomplete` after the
+  other images);
 * temporary files of our own naming pattern left in the output folder by a killed run are removed.
 """
 
@@ -187,7 +189,8 @@ def predict_images(
         recursive: include sub-folders of a folder input (results mirror them).
         overwrite: replace results that exist (never inputs).
         allow_inplace: allow ``output`` to be (inside) the input folder.
-        on_error: ``error`` stops at an unreadable image; ``skip`` reports it and goes on.
+        on_error: ``error`` stops at an unreadable image (or one whose output is not finite); ``skip``
+            reports it and goes on.
 
     Returns:
         ``{"written", "kept", "failed", "output", "model", "device", "device_name", "torch", "inference"}``
@@ -199,7 +202,7 @@ def predict_images(
     """
     from deblur.checkpoints import load_model
     from deblur.config.inference import InferenceSettings
-    from deblur.inference import prepare_network, restore
+    from deblur.inference import NonFiniteOutput, prepare_network, restore
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -228,15 +231,14 @@ def predict_images(
             continue
         try:
             image, meta = read_image(path)
-        except ImageReadError as err:
+            result = restore(net, to_float(image), settings.tile, options, settings.tile_overlap, str(path))
+        except (ImageReadError, NonFiniteOutput) as err:
             if on_error == "error":
                 raise
             log.error("skipped: %s", err)
             failed.append(str(path))
             continue
-        result = restore(net, to_float(image), settings.tile, options, settings.tile_overlap)
-        rgb = result if result.ndim == 3 else result[:, :, None].repeat(3, axis=2)
-        write_image(target, encode_like(rgb, meta))
+        write_image(target, encode_like(result, meta))
         written.append(str(target))
         log.info("%s -> %s", path, target)
     payload = {
@@ -251,8 +253,8 @@ def predict_images(
     }
     if failed:
         raise PredictionIncomplete(
-            f"{len(failed)} of {len(plan)} input(s) could not be read and were skipped (first: {failed[0]}); "
-            f"{len(written)} written",
+            f"{len(failed)} of {len(plan)} input(s) could not be read or gave a non-finite output and were "
+            f"skipped (first: {failed[0]}); {len(written)} written",
             payload,
         )
     return payload

@@ -169,9 +169,10 @@ class NetworkRun:
     tile: int | None = None
     tile_overlap: int = 32
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1] -> the network's outputs, float32, clamped to [0, 1]."""
-        return restore(self.net, images.float(), self.tile, self.options, self.tile_overlap)
+    def __call__(self, images: torch.Tensor, name: str | None = None) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> the network's outputs, float32, clamped to [0, 1]. A non-finite
+        output fails naming ``name`` (:class:`deblur.inference.NonFiniteOutput`)."""
+        return restore(self.net, images.float(), self.tile, self.options, self.tile_overlap, name)
 
 
 @torch.inference_mode()
@@ -210,9 +211,10 @@ def collect_entropies(
             blurry = torch.stack([s["blurry"] for s in group]).to(device, non_blocking=True)
             collector.add("sharp", sharp)
             collector.add("blurry", blurry)
+            group_names = [str(s.get("name", len(names) + i)) for i, s in enumerate(group)]
             if run is not None:
-                collector.add("deblurred", run(blurry))
-            names.extend(str(s.get("name", len(names))) for s in group)
+                collector.add("deblurred", run(blurry, ", ".join(group_names)))
+            names.extend(group_names)
         done += len(samples)
         if progress is not None:
             progress(done, total)

@@ -65,6 +65,13 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     memory-mapped (uint8 ``(H, W, 3)`` as written by ``deblur-prepare``). Raises :class:`DatasetError`
     naming the file when it cannot be decoded.
     """
+    return to_rgb(read_uint8(path))
+
+
+def read_uint8(path: str | os.PathLike) -> np.ndarray:
+    """:func:`read_rgb` without the gray -> RGB step: a gray file gives ``(H, W)`` uint8, others
+    ``(H, W, 3)``. ``deblur-eval`` reads the blurry images so, so that a gray image is deblurred as
+    ``deblur-predict`` deblurs it (one gray result, the mean of the network's three output channels)."""
     path = Path(path)
     if path.suffix.lower() in ARRAY_EXTENSIONS:
         try:
@@ -78,7 +85,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         image, _ = read_image(path)
     except ImageReadError as err:
         raise DatasetError(str(err)) from err
-    return to_rgb(to_uint8(image))
+    return to_uint8(image)
 
 
 # ---------------------------------------------------------------- datasets

@@ -49,6 +49,7 @@ from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel, to_uint
 from deblur.metrics.realblur import realblur_scores
 from deblur.utils.checks import check_bool, check_int, format_number, mean
 from deblur.utils.files import atomic_write_json, atomic_write_text
+from deblur.utils.pixels import check_pixels
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,14 @@ def _listing(names: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ one pair
-def as_uint8_rgb(image: Any) -> np.ndarray:
+def as_uint8_rgb(image: Any, what: str = "image") -> np.ndarray:
     """An image as the protocols score it: ``(H, W, 3)`` uint8 RGB.
 
     Takes a numpy array ``(H, W)`` / ``(H, W, 3)`` of uint8, uint16 (``round(v * 255 / 65535)``) or floats
-    in [0, 1] (clipped, rounded to nearest as a saved PNG), or a tensor ``(3, H, W)`` / ``(H, W)`` of
-    floats in [0, 1]. Gray is replicated to three channels.
+    in [0, 1] (rounded to nearest as a saved PNG), or a tensor ``(3, H, W)`` / ``(H, W)`` of floats in
+    [0, 1]. Gray is replicated to three channels (the one rule for a gray prediction, whether it comes as
+    an array or as a saved file). Empty images, NaN / infinite samples and float samples outside [0, 1]
+    are refused with a ValueError naming ``what`` (:func:`deblur.utils.pixels.check_pixels`).
     """
     if hasattr(image, "detach"):  # a torch.Tensor, without importing torch here
         if image.ndim == 3 and image.shape[0] in (1, 3):
@@ -131,6 +134,7 @@ def as_uint8_rgb(image: Any) -> np.ndarray:
         image = image.detach().cpu()
         image = (image.float() if image.is_floating_point() else image).numpy()
     image = np.asarray(image)
+    check_pixels(image, what)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
@@ -175,7 +179,9 @@ def score(pred: Any, target: Any, protocol: str = "gopro") -> dict[str, Any]:
         images have an infinite PSNR.
 
     Raises:
-        ValueError: an unknown protocol, an unsupported image kind, or images of different sizes.
+        ValueError: an unknown protocol, an unsupported image kind, images of different sizes, an empty
+            image, NaN or infinite samples, or float samples outside [0, 1] (a float image in 0..255 is
+            the usual mistake: divide it by 255 or pass uint8).
 
     Examples:
         >>> import numpy as np
@@ -190,7 +196,7 @@ def score(pred: Any, target: Any, protocol: str = "gopro") -> dict[str, Any]:
         1.0
     """
     check_protocol(protocol)
-    pred, target = as_uint8_rgb(pred), as_uint8_rgb(target)
+    pred, target = as_uint8_rgb(pred, "pred"), as_uint8_rgb(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"size mismatch: prediction is {_shape(pred)} but ground truth is {_shape(target)}")
     return score_pair(pred, target, protocol)
