@@ -28,6 +28,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from deblur.data.base import PairDataset, PairTransform
+from deblur.data.blurry import BLURRY_FOLDERS, all_identical
 from deblur.data.validate import DatasetError, Listing, layout_error, require_dir, validate_listing
 from deblur.io import (
     ARRAY_EXTENSIONS,
@@ -367,7 +368,6 @@ def list_pairs_layout(cfg: dict[str, Any], split: str) -> Listing:
 def refuse_blurry_list_entry(list_file: Path, number: int, gt_rel: str, blur_rel: str) -> None:
     """A RealBlur list line whose ground-truth column (the first) names a file in a folder of blurry frames
     (``blur/``), or the blurry file itself, is a :class:`DatasetError` naming the file and line."""
-    from deblur.metrics.benchmarks import BLURRY_FOLDERS
 
     if gt_rel == blur_rel or BLURRY_FOLDERS & {part.lower() for part in Path(gt_rel).parts[:-1]}:
         raise DatasetError(
@@ -379,7 +379,6 @@ def refuse_blurry_list_entry(list_file: Path, number: int, gt_rel: str, blur_rel
 def refuse_sharp_is_blurry(listing: Listing, keys: list[str], blurry: Path, sharp: Path) -> None:
     """data=pairs: the sharp folder being the blurry folder (also through links), or every sharp file being
     byte-identical to its blurry partner, is a :class:`DatasetError` naming the keys."""
-    from deblur.metrics.not_predictions import all_identical
 
     if blurry.resolve() == sharp.resolve():
         problem = f"data.{keys[1]} and data.{keys[0]} are the same folder ({sharp.resolve()})"

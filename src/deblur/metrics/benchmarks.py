@@ -24,10 +24,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deblur.data.blurry import BLURRY_FOLDERS
 from deblur.errors import UserError
 
-#: folder names that hold blurry frames in the benchmark layouts and their flattened copies
-BLURRY_FOLDERS = frozenset({"blur", "blur_gamma", "input", "blurry", "blurred"})
 #: RealBlur test lists, by dataset
 REALBLUR_LISTS = {"realblur_j": "RealBlur_J_test_list.txt", "realblur_r": "RealBlur_R_test_list.txt"}
 

@@ -17,13 +17,12 @@ the blurry-frame checks are then skipped and every output of the run is labelled
 
 from __future__ import annotations
 
-import filecmp
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
+from deblur.data.blurry import BLURRY_FOLDERS, all_identical
 from deblur.errors import UserError
-from deblur.metrics.benchmarks import BLURRY_FOLDERS, detect_benchmark
+from deblur.metrics.benchmarks import detect_benchmark
 
 #: ``summary["baseline"]`` and the ``baseline`` column of ``scores.csv`` of a ``blurry_baseline`` run
 BASELINE_LABEL = "blurry_input"
@@ -37,23 +36,6 @@ _MAX_DEPTH = 4
 
 class NotPredictions(UserError):
     """The folder given as predictions holds the ground truth or a dataset's blurry frames."""
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)
-    except OSError:
-        return False
-
-
-def all_identical(pairs: Iterable[tuple[Path, Path]]) -> bool:
-    """True when every ``(a, b)`` pair is one file or two byte-identical files (and there is a pair)."""
-    seen = False
-    for a, b in pairs:
-        if not _same_file(Path(a), Path(b)):
-            return False
-        seen = True
-    return seen
 
 
 def _realblur_folders() -> set[str]:
