@@ -1,0 +1,166 @@
+"""The speed probe's decision rule: which of several timed candidates to use, so that timing noise never
+changes results.
+
+Pure (timings in, a :class:`Decision` out), so that tests feed it synthetic timings; the probe
+(:func:`deblur.speed_probe.interleaved_probe`) and the bench (``default_vs_best``) call it.
+
+Input: the candidates, most exact first, and the timed *rounds*: each round a ``{candidate: seconds}`` of
+calls made side by side (interleaved), so that a noisy neighbour slows a round's calls alike.
+
+* Two candidates are compared by their per-round ratios (:func:`paired`): ``gain`` = the median over rounds
+  of ``t_base / t_candidate`` minus 1 (0.10: the candidate took 10 % less time); ``spread`` = half the
+  range of those ratios (infinite with fewer than two shared rounds: noise unmeasured).
+* Candidates that do not change results beyond their stated tolerance (memory format, BatchNorm folding:
+  ``changes_results(c)`` false) are compared with the most exact one; the one with the largest gain wins
+  when that gain is at least ``tolerance_margin`` (:data:`TOLERANCE_MARGIN`), else the most exact stays.
+* Candidates that change results (bf16: ``changes_results(c)`` true) are then compared with that winner;
+  one is taken only when its gain is clear of the noise: at least ``exact_margin``
+  (:data:`EXACT_MARGIN`) *and* larger than ``spread_factor`` (:data:`SPREAD_FACTOR`) x its spread. A gain
+  inside the spread, or one measured in a single round, keeps the exact option.
+* A decision is *marginal* when the deciding comparison of either group has ``|gain|`` within
+  :data:`MARGINAL_SPREADS` x its spread; the probe's cache re-checks a marginal choice once instead of
+  trusting it forever.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+C = TypeVar("C", bound=Hashable)
+
+#: the least gain (fraction of the exact candidate's time) for an option within its tolerance
+TOLERANCE_MARGIN = 0.03
+#: the least gain for an option that changes results (bf16); it must also clear the spread
+EXACT_MARGIN = 0.05
+#: an option that changes results needs a gain above this many spreads
+SPREAD_FACTOR = 1.0
+#: a deciding comparison with |gain| within this many spreads is marginal (re-checked when cached)
+MARGINAL_SPREADS = 2.0
+
+
+def paired(rounds: Sequence[Mapping[Any, float]], base: Any, candidate: Any) -> tuple[float, float, int]:
+    """``(gain, spread, n)`` of ``candidate`` against ``base`` over the ``n`` rounds that timed both:
+    gain = median of ``t_base / t_candidate`` - 1, spread = half the range of those ratios (``inf`` when
+    ``n < 2``; ``gain`` is ``nan`` when ``n == 0``)."""
+    ratios = [r[base] / r[candidate] for r in rounds if base in r and candidate in r and r[candidate] > 0]
+    if not ratios:
+        return math.nan, math.inf, 0
+    spread = (max(ratios) - min(ratios)) / 2 if len(ratios) > 1 else math.inf
+    return statistics.median(ratios) - 1.0, spread, len(ratios)
+
+
+@dataclass(frozen=True)
+class Comparison(Generic[C]):
+    """``candidate`` against ``base``: its ``gain``, ``spread``, ``rounds`` (see :func:`paired`), the
+    ``needed`` gain, whether the spread had to be cleared (``strict``) and whether it ``passed``."""
+
+    candidate: C
+    base: C
+    gain: float
+    spread: float
+    rounds: int
+    needed: float
+    strict: bool
+    passed: bool
+
+    @property
+    def marginal(self) -> bool:
+        """|gain| within :data:`MARGINAL_SPREADS` x the spread (always so for an unmeasured spread)."""
+        return not abs(self.gain) >= MARGINAL_SPREADS * self.spread
+
+    def as_dict(self, label: Callable[[C], str] = str) -> dict[str, Any]:
+        return {
+            "candidate": label(self.candidate), "base": label(self.base), "gain": _num(self.gain),
+            "spread": _num(self.spread), "rounds": self.rounds, "needed": self.needed, "strict": self.strict,
+            "passed": self.passed, "marginal": self.marginal,
+        }  # fmt: skip
+
+
+def _num(value: float) -> float | None:
+    """JSON-safe: inf / nan as None."""
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Decision(Generic[C]):
+    """The choice, the deciding comparisons (one per group that had rivals: within-tolerance options,
+    then result-changing ones) and every comparison made. ``margin`` / ``spread``: those of the last
+    deciding comparison (the precision decision when there was one); 0 / 0 when there was no rival."""
+
+    choice: C
+    deciding: tuple[Comparison[C], ...]
+    comparisons: tuple[Comparison[C], ...]
+
+    @property
+    def margin(self) -> float:
+        return self.deciding[-1].gain if self.deciding else 0.0
+
+    @property
+    def spread(self) -> float:
+        return self.deciding[-1].spread if self.deciding else 0.0
+
+    @property
+    def marginal(self) -> bool:
+        return any(c.marginal for c in self.deciding)
+
+    def as_dict(self, label: Callable[[C], str] = str) -> dict[str, Any]:
+        return {
+            "choice": label(self.choice), "margin": _num(self.margin), "spread": _num(self.spread),
+            "marginal": self.marginal, "deciding": [c.as_dict(label) for c in self.deciding],
+        }  # fmt: skip
+
+
+def _compare(
+    rounds: Sequence[Mapping[C, float]], base: C, candidate: C, needed: float, strict: bool, factor: float
+) -> Comparison[C]:
+    gain, spread, n = paired(rounds, base, candidate)
+    passed = n > 0 and gain >= needed and (not strict or gain > factor * spread)
+    return Comparison(candidate, base, gain, spread, n, needed, strict, passed)
+
+
+def _best(base: C, comparisons: list[Comparison[C]]) -> tuple[C, Comparison[C] | None]:
+    """The passing candidate with the largest gain (else ``base``) and the deciding comparison: that one,
+    or when none passed the one with the largest gain."""
+    if not comparisons:
+        return base, None
+    measured = [c for c in comparisons if c.rounds > 0]
+    top = max(measured or comparisons, key=lambda c: c.gain if c.rounds else -math.inf)
+    passing = [c for c in comparisons if c.passed]
+    if passing:
+        top = max(passing, key=lambda c: c.gain)
+        return top.candidate, top
+    return base, top
+
+
+def decide(
+    candidates: Sequence[C],
+    rounds: Sequence[Mapping[C, float]],
+    changes_results: Callable[[C], bool] = lambda c: False,
+    *,
+    tolerance_margin: float = TOLERANCE_MARGIN,
+    exact_margin: float = EXACT_MARGIN,
+    spread_factor: float = SPREAD_FACTOR,
+) -> Decision[C]:
+    """Choose among ``candidates`` (most exact first; those timed in no round are ignored) from the timed
+    ``rounds`` (``[{candidate: seconds}, ...]``, one dict per interleaved round); see the module doc.
+
+    ``changes_results(c)``: whether ``c`` gives results outside the tolerance of the first candidate's
+    (e.g. bf16 against fp32); the first candidate is always the exact reference.
+    Raises ValueError when no candidate was timed.
+    """
+    timed = [c for c in candidates if any(c in r for r in rounds)]
+    if not timed:
+        raise ValueError("decide needs at least one timed candidate")
+    exact, *others = timed
+    within = [c for c in others if not changes_results(c)]
+    outside = [c for c in others if changes_results(c)]
+    first = [_compare(rounds, exact, c, tolerance_margin, False, spread_factor) for c in within]
+    choice, deciding_first = _best(exact, first)
+    second = [_compare(rounds, choice, c, exact_margin, True, spread_factor) for c in outside]
+    choice, deciding_second = _best(choice, second)
+    deciding = tuple(c for c in (deciding_first, deciding_second) if c is not None)
+    return Decision(choice, deciding, tuple(first + second))
