@@ -20,17 +20,23 @@ Inference (:func:`resolve_speed`; :func:`deblur.speedups.resolve_options` return
   warm-up output is checked against the first (most exact) candidate's output, and a candidate below its
   stated tolerance (:data:`deblur.speedups.TOLERANCES`) is rejected. Then up to :data:`ROUNDS` rounds,
   each calling every candidate once (interleaved, rotating the order, so that a noisy neighbour slows all
-  of them alike; a candidate more than :data:`DROP_FACTOR` x slower than the fastest in the first round
-  is not timed further; warm-ups are not used for this, their one-time costs differ between candidates),
-  stopping after the round that passes ``budget_s`` (at least :data:`MIN_ROUNDS` rounds, or one when the
-  warm-ups alone took :data:`LONG_WARMUP` budgets).
-  The fastest candidate by its minimum time wins (noise from other processes only adds time); candidates
-  within :data:`TIE_MARGIN` of it count as ties and the most exact one (fewest options, fp32 before
-  bf16) is taken.
+  of them alike; a candidate more than :data:`DROP_FACTOR` x slower than the fastest of its group in the
+  first round is not timed further, but the fastest fp32 one always stays as the base for bf16; warm-ups
+  are not used for this, their one-time costs differ between candidates), stopping after the round that
+  passes ``budget_s`` (at least :data:`MIN_ROUNDS` rounds, or one when the warm-ups alone took
+  :data:`LONG_WARMUP` budgets and no bf16 candidate is left).
+* The choice (:func:`deblur.speed_rule.decide`, on the per-round ratios): an option within its tolerance
+  (channels_last, fold_batchnorm, compile) is taken for a median gain of :data:`TIE_MARGIN` over the
+  most exact candidate; bf16 (which changes results) only for a median gain of at least
+  :data:`deblur.speed_rule.EXACT_MARGIN` that also exceeds the spread of the ratios; a gain inside the
+  noise keeps fp32.
 * The choice and its times are logged and cached (:func:`default_cache_path`, a JSON file written
   atomically) under a key of (device name with the CPU thread count, torch version, network identity,
-  input size class = the rounded log2 of N x H x W of the probed input, the options given). A cached
-  entry is used without timing anything; entries written by another torch version are ignored.
+  input size class = the rounded log2 of N x H x W of the probed input, the options given), with each
+  stage's margin and spread (``decisions``) and the number of probes it rests on (``checks``). A cached
+  entry is used without timing anything, except one whose decision was marginal (``|gain|`` within 2
+  spreads), which is probed again until it rests on :data:`CHECKS` probes, and one without recorded
+  decisions (written by an older rule); entries written by another torch version are ignored.
 
 Training (:func:`choose_training_speed`): the same for ``channels_last`` and the Lightning precision
 (``trainer.precision=auto``: ``32-true`` or ``bf16-mixed``), timing whole training steps (forward with
@@ -163,8 +169,11 @@ def interleaved_probe(
     runs: dict[C, list[float]] = {c: [] for c in alive}
     table: list[dict[C, float]] = []
     timing = list(alive)
-    # calls of seconds each (warm-ups past LONG_WARMUP x the budget): one timed round may be all there is
-    fewest = 1 if time.perf_counter() - start > LONG_WARMUP * budget_s else min(MIN_ROUNDS, rounds)
+    changes = changes_results or (lambda c: False)
+    # calls of seconds each (warm-ups past LONG_WARMUP x the budget): one timed round may be all there is,
+    # unless an option that changes results is still in play (its gain must be measured against the noise)
+    long = time.perf_counter() - start > LONG_WARMUP * budget_s
+    fewest = min(MIN_ROUNDS, rounds)
     for r in range(max(int(rounds), 1) if len(alive) > 1 else 1):
         order = timing[r % len(timing) :] + timing[: r % len(timing)]
         table.append({})
@@ -179,9 +188,9 @@ def interleaved_probe(
         if not timing:
             break
         if r == 0:  # far slower in a timed run (after the warm-up's one-time costs): not timed further
-            fastest = min(runs[c][0] for c in timing)
-            timing = [c for c in timing if runs[c][0] <= drop_factor * fastest]
-        if r + 1 >= fewest and time.perf_counter() - start > budget_s:
+            timing = _keep_timing(timing, {c: runs[c][0] for c in timing}, changes, drop_factor)
+            fewest = 1 if long and not any(changes(c) for c in timing) else fewest
+        if len(timing) < 2 or (r + 1 >= fewest and time.perf_counter() - start > budget_s):
             break
     timed = [c for c in alive if c not in rejected and runs[c]]
     if not timed:
@@ -195,6 +204,25 @@ def interleaved_probe(
         best=decision.choice, runs={c: runs[c] for c in timed}, warmup=warmup, rejected=rejected,
         rounds=table, decision=decision,
     )  # fmt: skip
+
+
+def _keep_timing(
+    timing: list[C], first: Mapping[C, float], changes: Callable[[C], bool], drop_factor: float
+) -> list[C]:
+    """The candidates timed after the first round: not those more than ``drop_factor`` x slower than the
+    fastest of their group (within tolerance of the exact one / changing results), nor result-changing ones
+    that slow against the fastest overall; the fastest exact one always stays, as the base that a
+    result-changing candidate's per-round gain is measured against."""
+    fastest = min(first.values())
+    exact = [c for c in timing if not changes(c)]
+    others = [c for c in timing if changes(c)]
+    keep = set()
+    for group in (exact, others):
+        if group:
+            quickest = min(first[c] for c in group)
+            keep |= {c for c in group if first[c] <= drop_factor * quickest}
+    keep -= {c for c in others if first[c] > drop_factor * fastest}
+    return [c for c in timing if c in keep]
 
 
 def _reason(err: Exception) -> str:
@@ -676,11 +704,11 @@ class TrainingSpeed:
 def _margins(decisions: list[dict[str, Any]]) -> str:
     """``"; gains: fp32, channels_last +8.0 % +/- 2.1 % (taken), ..."``: the deciding comparisons."""
 
-    def pct(v: float | None) -> str:
-        return "?" if v is None else f"{100 * v:+.1f} %"
+    def pct(v: float | None, sign: str = "+") -> str:
+        return "?" if v is None else f"{100 * v:{sign}.1f} %"
 
     parts = [
-        f"{c['candidate']} {pct(c['gain'])} +/- {pct(c['spread'])[1:]} vs {c['base']}"
+        f"{c['candidate']} {pct(c['gain'])} +/- {pct(c['spread'], '')} vs {c['base']}"
         f" ({'taken' if c['passed'] else 'not taken'}{', marginal' if c['marginal'] else ''})"
         for d in decisions for c in d.get("deciding", [])
     ]  # fmt: skip

@@ -152,3 +152,20 @@ def test_the_bench_ratio_pairs_rounds_instead_of_comparing_lucky_minima():
     rows["other"]["times_ms"] = [0.8, 0.82, 0.78]
     ratio, best, spread = paired_default_vs_best(rows, "default")
     assert best == "other" and ratio == pytest.approx(0.8) and spread == pytest.approx(0.02)
+
+
+def test_slow_calls_still_time_bf16_against_the_fastest_fp32_for_several_rounds():
+    """Calls of seconds (warm-ups past LONG_WARMUP budgets; here a tiny budget): candidates far slower
+    than their group's fastest are dropped, but the fastest fp32 one stays, so that bf16's gain is
+    measured round by round rather than in a single round (which would keep fp32 at any gain)."""
+    times = {"fp32": 9.0, "fp32_cl": 3.0, "bf16": 1.8, "bf16_cl": 0.8}
+    calls: list[str] = []
+
+    def timer(candidate: str) -> float:
+        calls.append(candidate)
+        return times[candidate] * (1.0 + 0.01 * (len(calls) % 3))
+
+    trial = speed_probe.interleaved_probe(list(times), timer, budget_s=1e-9, changes_results=_bf16)
+    assert trial.best == "bf16_cl" and len(trial.rounds) == speed_probe.MIN_ROUNDS
+    assert len(trial.runs["fp32_cl"]) == len(trial.runs["bf16_cl"]) == speed_probe.MIN_ROUNDS
+    assert len(trial.runs["fp32"]) == len(trial.runs["bf16"]) == 1  # dropped after the first round
