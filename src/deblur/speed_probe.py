@@ -24,7 +24,8 @@ Inference (:func:`resolve_speed`; :func:`deblur.speedups.resolve_options` return
   first round is not timed further, but the fastest fp32 one always stays as the base for bf16; warm-ups
   are not used for this, their one-time costs differ between candidates), stopping after the round that
   passes ``budget_s`` (at least :data:`MIN_ROUNDS` rounds, or one when the warm-ups alone took
-  :data:`LONG_WARMUP` budgets and no bf16 candidate is left).
+  :data:`LONG_WARMUP` budgets and no bf16 candidate is left); while the decision is still marginal
+  (below), rounds go on up to :data:`ROUNDS`.
 * The choice (:func:`deblur.speed_rule.decide`, on the per-round ratios): an option within its tolerance
   (channels_last, fold_batchnorm, compile) is taken for a median gain of :data:`TIE_MARGIN` over the
   most exact candidate; bf16 (which changes results) only for a median gain of at least
@@ -94,8 +95,9 @@ MAX_PROBE_SIDE = 256
 #: seconds of timed rounds after which the probe stops (it always times at least one round)
 BUDGET_S = 3.0
 #: the most timed rounds per stage, and the fewest (whatever the budget) when there are several candidates
-#: (at least 3, so that the spread of the per-round ratios is measured: :mod:`deblur.speed_rule`)
-ROUNDS = 5
+#: (at least 3, so that the spread of the per-round ratios is measured: :mod:`deblur.speed_rule`); past
+#: the budget, rounds go on (up to ROUNDS) only while the decision is marginal
+ROUNDS = 7
 MIN_ROUNDS = 3
 #: when the warm-up calls alone took more than this many budgets, one timed round is the fewest
 LONG_WARMUP = 5.0
@@ -144,10 +146,11 @@ def interleaved_probe(
 
     One warm-up call each (an exception rejects the candidate, with its message), then up to ``rounds``
     rounds calling every remaining candidate once, the order rotated each round. Candidates more than
-    ``drop_factor`` times slower than the fastest in the first round are not timed further. Stops after
-    the round in which ``budget_s`` seconds (counted from the first warm-up) have passed, but not before
-    :data:`MIN_ROUNDS` rounds (one when a single candidate is left, or when the warm-ups alone took
-    :data:`LONG_WARMUP` budgets: calls of seconds each, where one round costs enough). The winner is
+    ``drop_factor`` times slower than the fastest of their group in the first round are not timed further
+    (:func:`_keep_timing`). Stops after the round in which ``budget_s`` seconds (counted from the first
+    warm-up) have passed and the decision is not marginal, but not before :data:`MIN_ROUNDS` rounds (one
+    when a single candidate is left, or when the warm-ups alone took :data:`LONG_WARMUP` budgets and no
+    result-changing candidate is left: calls of seconds each, where one round costs enough). The winner is
     :func:`deblur.speed_rule.decide` of the timed rounds: per-round ratios against the most exact
     candidate; ``tie_margin`` is the least gain for candidates within their tolerance, ``exact_margin``
     (and the spread of the ratios) for those where ``changes_results(candidate)`` is true (default: none).
@@ -190,7 +193,9 @@ def interleaved_probe(
         if r == 0:  # far slower in a timed run (after the warm-up's one-time costs): not timed further
             timing = _keep_timing(timing, {c: runs[c][0] for c in timing}, changes, drop_factor)
             fewest = 1 if long and not any(changes(c) for c in timing) else fewest
-        if len(timing) < 2 or (r + 1 >= fewest and time.perf_counter() - start > budget_s):
+        if len(timing) < 2 or (r + 1 >= fewest and time.perf_counter() - start > budget_s and (
+            fewest == 1 or _settled(timing, table, changes, tie_margin, exact_margin)
+        )):  # fmt: skip
             break
     timed = [c for c in alive if c not in rejected and runs[c]]
     if not timed:
@@ -204,6 +209,16 @@ def interleaved_probe(
         best=decision.choice, runs={c: runs[c] for c in timed}, warmup=warmup, rejected=rejected,
         rounds=table, decision=decision,
     )  # fmt: skip
+
+
+def _settled(
+    timing: list[C], table: list[dict[C, float]], changes: Callable[[C], bool], tie_margin: float,
+    exact_margin: float,
+) -> bool:  # fmt: skip
+    """Whether the decision on the candidates still timed is clear of the noise (not marginal)."""
+    rounds = [{c: t for c, t in r.items() if c in timing} for r in table]
+    decision = decide(timing, rounds, changes, tolerance_margin=tie_margin, exact_margin=exact_margin)
+    return not decision.marginal
 
 
 def _keep_timing(

@@ -8,8 +8,9 @@ Input: the candidates, most exact first, and the timed *rounds*: each round a ``
 calls made side by side (interleaved), so that a noisy neighbour slows a round's calls alike.
 
 * Two candidates are compared by their per-round ratios (:func:`paired`): ``gain`` = the median over rounds
-  of ``t_base / t_candidate`` minus 1 (0.10: the candidate took 10 % less time); ``spread`` = half the
-  range of those ratios (infinite with fewer than two shared rounds: noise unmeasured).
+  of ``t_base / t_candidate`` minus 1 (0.10: the candidate took 10 % less time); ``spread`` = the robust
+  standard deviation of those ratios (1.4826 x their median absolute deviation, so that one outlier round
+  does not decide; infinite with fewer than two shared rounds: noise unmeasured).
 * Candidates that do not change results beyond their stated tolerance (memory format, BatchNorm folding:
   ``changes_results(c)`` false) are compared with the most exact one; the one with the largest gain wins
   when that gain is at least ``tolerance_margin`` (:data:`TOLERANCE_MARGIN`), else the most exact stays.
@@ -40,17 +41,20 @@ EXACT_MARGIN = 0.05
 SPREAD_FACTOR = 1.0
 #: a deciding comparison with |gain| within this many spreads is marginal (re-checked when cached)
 MARGINAL_SPREADS = 2.0
+#: the median absolute deviation times this estimates the standard deviation (of normal noise)
+MAD_SCALE = 1.4826
 
 
 def paired(rounds: Sequence[Mapping[Any, float]], base: Any, candidate: Any) -> tuple[float, float, int]:
     """``(gain, spread, n)`` of ``candidate`` against ``base`` over the ``n`` rounds that timed both:
-    gain = median of ``t_base / t_candidate`` - 1, spread = half the range of those ratios (``inf`` when
-    ``n < 2``; ``gain`` is ``nan`` when ``n == 0``)."""
+    gain = median of ``t_base / t_candidate`` - 1, spread = :data:`MAD_SCALE` x the median absolute
+    deviation of those ratios (``inf`` when ``n < 2``; ``gain`` is ``nan`` when ``n == 0``)."""
     ratios = [r[base] / r[candidate] for r in rounds if base in r and candidate in r and r[candidate] > 0]
     if not ratios:
         return math.nan, math.inf, 0
-    spread = (max(ratios) - min(ratios)) / 2 if len(ratios) > 1 else math.inf
-    return statistics.median(ratios) - 1.0, spread, len(ratios)
+    median = statistics.median(ratios)
+    spread = MAD_SCALE * statistics.median(abs(q - median) for q in ratios) if len(ratios) > 1 else math.inf
+    return median - 1.0, spread, len(ratios)
 
 
 @dataclass(frozen=True)

@@ -27,19 +27,21 @@ def _bf16(candidate: str) -> bool:
 
 
 def test_paired_gain_and_spread_come_from_per_round_ratios():
-    gain, spread, n = paired(_rounds(a=[1.0, 2.0, 1.0], b=[0.5, 1.0, 0.625]), "a", "b")
-    assert n == 3 and gain == pytest.approx(1.0)  # ratios 2.0, 2.0, 1.6: median 2
-    assert spread == pytest.approx(0.2)
+    gain, spread, n = paired(_rounds(a=[1.0, 2.0, 1.0], b=[0.5, 2.0 / 1.8, 0.625]), "a", "b")
+    assert n == 3 and gain == pytest.approx(0.8)  # ratios 2.0, 1.8, 1.6: median 1.8
+    assert spread == pytest.approx(1.4826 * 0.2)  # the scaled median absolute deviation
+    one_bad_round = _rounds(a=[1.0, 1.0, 1.0, 1.0, 1.0], b=[0.5, 0.5, 0.5, 0.5, 2.0])
+    assert paired(one_bad_round, "a", "b")[:2] == (1.0, 0.0)  # one outlier round does not decide
     assert paired(_rounds(a=[1.0], b=[0.5]), "a", "b")[1] == math.inf  # one round: noise unmeasured
 
 
 def test_a_noisy_5_percent_bf16_gain_keeps_fp32():
-    # per-round ratios fp32 / bf16: 1.25, 0.87, 1.05 -> gain +5 %, spread 19 %; bf16's minimum is 20 % lower
+    # per-round ratios fp32 / bf16: 1.25, 0.87, 1.05 -> gain +5 %, spread 27 %; bf16 min 20 % lower
     rounds = _rounds(fp32=[1.0, 1.0, 1.0], bf16=[0.8, 1.15, 0.952])
     decision = decide([EXACT, FAST], rounds, _bf16)
     assert decision.choice == EXACT
     assert decision.margin == pytest.approx(0.05, abs=0.01)
-    assert decision.spread == pytest.approx(0.19, abs=0.01)
+    assert decision.spread == pytest.approx(0.27, abs=0.01)
     assert decision.marginal  # |gain| within 2 spreads: a cached copy is re-checked
     assert decision.as_dict()["choice"] == EXACT and not decision.as_dict()["deciding"][0]["passed"]
 
@@ -151,7 +153,7 @@ def test_the_bench_ratio_pairs_rounds_instead_of_comparing_lucky_minima():
     assert (ratio, best, spread) == (1.0, "default", 0.0)
     rows["other"]["times_ms"] = [0.8, 0.82, 0.78]
     ratio, best, spread = paired_default_vs_best(rows, "default")
-    assert best == "other" and ratio == pytest.approx(0.8) and spread == pytest.approx(0.02)
+    assert best == "other" and ratio == pytest.approx(0.8) and spread == pytest.approx(1.4826 * 0.02)
 
 
 def test_slow_calls_still_time_bf16_against_the_fastest_fp32_for_several_rounds():
@@ -169,3 +171,14 @@ def test_slow_calls_still_time_bf16_against_the_fastest_fp32_for_several_rounds(
     assert trial.best == "bf16_cl" and len(trial.rounds) == speed_probe.MIN_ROUNDS
     assert len(trial.runs["fp32_cl"]) == len(trial.runs["bf16_cl"]) == speed_probe.MIN_ROUNDS
     assert len(trial.runs["fp32"]) == len(trial.runs["bf16"]) == 1  # dropped after the first round
+
+
+def test_rounds_go_on_past_the_budget_while_the_decision_is_marginal():
+    # bf16 is twice as fast, but two of the first three rounds were disturbed: marginal after 3 rounds,
+    # clear after 5; the probe stops there (not at 3 with fp32, not at ROUNDS)
+    sequences = {EXACT: iter([1.0] * 8), FAST: iter([0.5, 0.5, 1.2, 0.9, 0.5, 0.5, 0.5, 0.5])}
+    trial = speed_probe.interleaved_probe(
+        [EXACT, FAST], lambda c: next(sequences[c]), budget_s=1e-9, changes_results=_bf16
+    )
+    assert len(trial.rounds) == 5 < speed_probe.ROUNDS
+    assert trial.best == FAST and trial.decision is not None and not trial.decision.marginal

@@ -201,7 +201,7 @@ def paired_default_vs_best(rows: dict[str, dict[str, Any]], default: str) -> tup
     """(best / default, the best row's name, the spread) from the rows' per-round times (``times_ms``,
     timed interleaved): per row, the median over rounds of ``t_row / t_default``
     (:func:`deblur.speed_rule.paired`); the best row has the smallest; ``best / default`` = that median,
-    at most 1.0 (the default is one of the rows). The spread is half the range of the best row's per-round
+    at most 1.0 (the default is one of the rows). The spread is that of the best row's per-round
     ratios (0 when the default is the best). A slow round slows every row of it, so this is steadier on a
     shared machine than a ratio of two separately taken times."""
     n = min(len(f.get("times_ms", [])) for f in rows.values())

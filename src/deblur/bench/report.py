@@ -13,7 +13,7 @@ Keys of ``bench.json`` (documented in the README's performance section):
     they were chosen: ``source``, ``times_ms``, ``decisions`` with margins and spreads, ...),
     ``times_ms`` (per interleaved round), ``best_option`` and ``default_vs_best`` (the median over the
     interleaved rounds of the fastest tested option's time / the default's: 1.0 when the default is the
-    fastest; ``default_vs_best_spread``: half the range of those per-round ratios;
+    fastest; ``default_vs_best_spread``: the spread of those per-round ratios, 1.4826 x their MAD;
     ``default_vs_best_min`` / ``_median``: the ratio of minimum / median times);
   * ``forward_options.<option>``: the same figures per speed option, all timed interleaved (``default``
     too when the default is none of them); ``forward_hd``: one 1280x720 image; ``re_encode`` (MSFS-Net,
