@@ -25,12 +25,12 @@ Inference (:func:`resolve_speed`; :func:`deblur.speedups.resolve_options` return
   are not used for this, their one-time costs differ between candidates), stopping after the round that
   passes ``budget_s`` (at least :data:`MIN_ROUNDS` rounds, or one when the warm-ups alone took
   :data:`LONG_WARMUP` budgets and no bf16 candidate is left); while the decision is still marginal
-  (below), rounds go on up to :data:`ROUNDS`.
+  (below), rounds go on up to :data:`ROUNDS`, for at most as long again as the first ones took.
 * The choice (:func:`deblur.speed_rule.decide`, on the per-round ratios): an option within its tolerance
   (channels_last, fold_batchnorm, compile) is taken for a median gain of :data:`TIE_MARGIN` over the
-  most exact candidate; bf16 (which changes results) only for a median gain of at least
-  :data:`deblur.speed_rule.EXACT_MARGIN` that also exceeds the spread of the ratios; a gain inside the
-  noise keeps fp32.
+  most exact candidate; bf16 (which changes results) only when it was at least
+  :data:`deblur.speed_rule.EXACT_MARGIN` faster than the best fp32 candidate in every round (with 5 or
+  more rounds, all but one in four); a gain inside the noise keeps fp32.
 * The choice and its times are logged and cached (:func:`default_cache_path`, a JSON file written
   atomically) under a key of (device name with the CPU thread count, torch version, network identity,
   input size class = the rounded log2 of N x H x W of the probed input, the options given), with each
@@ -177,6 +177,7 @@ def interleaved_probe(
     # unless an option that changes results is still in play (its gain must be measured against the noise)
     long = time.perf_counter() - start > LONG_WARMUP * budget_s
     fewest = min(MIN_ROUNDS, rounds)
+    first_rounds_s = math.inf  # timed seconds of the first `fewest` rounds; extra rounds: as much again
     for r in range(max(int(rounds), 1) if len(alive) > 1 else 1):
         order = timing[r % len(timing) :] + timing[: r % len(timing)]
         table.append({})
@@ -193,8 +194,11 @@ def interleaved_probe(
         if r == 0:  # far slower in a timed run (after the warm-up's one-time costs): not timed further
             timing = _keep_timing(timing, {c: runs[c][0] for c in timing}, changes, drop_factor)
             fewest = 1 if long and not any(changes(c) for c in timing) else fewest
+        timed_s = sum(sum(row.values()) for row in table)
+        first_rounds_s = timed_s if r + 1 == fewest else first_rounds_s
         if len(timing) < 2 or (r + 1 >= fewest and time.perf_counter() - start > budget_s and (
-            fewest == 1 or _settled(timing, table, changes, tie_margin, exact_margin)
+            fewest == 1 or timed_s > 2 * first_rounds_s or _settled(timing, table, changes, tie_margin,
+                                                                   exact_margin)
         )):  # fmt: skip
             break
     timed = [c for c in alive if c not in rejected and runs[c]]

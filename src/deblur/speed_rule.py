@@ -15,9 +15,10 @@ calls made side by side (interleaved), so that a noisy neighbour slows a round's
   ``changes_results(c)`` false) are compared with the most exact one; the one with the largest gain wins
   when that gain is at least ``tolerance_margin`` (:data:`TOLERANCE_MARGIN`), else the most exact stays.
 * Candidates that change results (bf16: ``changes_results(c)`` true) are then compared with that winner;
-  one is taken only when its gain is clear of the noise: at least ``exact_margin``
-  (:data:`EXACT_MARGIN`) *and* larger than ``spread_factor`` (:data:`SPREAD_FACTOR`) x its spread. A gain
-  inside the spread, or one measured in a single round, keeps the exact option.
+  one is taken only when its gain is clear of the noise: at least ``exact_margin`` (:data:`EXACT_MARGIN`)
+  in its *worst* round (:func:`worst_ratio`: every round; with 5 or more rounds, one round in four may be
+  disturbed). A gain inside the noise (e.g. +5 % median, but slower in one of 3 rounds), or one measured
+  in a single round, keeps the exact option.
 * A decision is *marginal* when the deciding comparison of either group has ``|gain|`` within
   :data:`MARGINAL_SPREADS` x its spread; the probe's cache re-checks a marginal choice once instead of
   trusting it forever.
@@ -37,8 +38,6 @@ C = TypeVar("C", bound=Hashable)
 TOLERANCE_MARGIN = 0.03
 #: the least gain for an option that changes results (bf16); it must also clear the spread
 EXACT_MARGIN = 0.05
-#: an option that changes results needs a gain above this many spreads
-SPREAD_FACTOR = 1.0
 #: a deciding comparison with |gain| within this many spreads is marginal (re-checked when cached)
 MARGINAL_SPREADS = 2.0
 #: the median absolute deviation times this estimates the standard deviation (of normal noise)
@@ -57,10 +56,21 @@ def paired(rounds: Sequence[Mapping[Any, float]], base: Any, candidate: Any) -> 
     return median - 1.0, spread, len(ratios)
 
 
+def worst_ratio(rounds: Sequence[Mapping[Any, float]], base: Any, candidate: Any) -> float:
+    """The candidate's worst per-round ``t_base / t_candidate`` over the rounds that timed both, leaving out
+    the ``(n - 1) // 4`` worst (none with up to 4 rounds, one with 5 to 8): a disturbed round among
+    several does not veto a gain seen in all the others. ``nan`` without shared rounds."""
+    ratios = sorted(
+        r[base] / r[candidate] for r in rounds if base in r and candidate in r and r[candidate] > 0
+    )
+    return ratios[(len(ratios) - 1) // 4] if ratios else math.nan
+
+
 @dataclass(frozen=True)
 class Comparison(Generic[C]):
     """``candidate`` against ``base``: its ``gain``, ``spread``, ``rounds`` (see :func:`paired`), the
-    ``needed`` gain, whether the spread had to be cleared (``strict``) and whether it ``passed``."""
+    ``needed`` gain, whether it was needed in the worst round (``strict``, :func:`worst_ratio`; ``worst``:
+    that round's gain) and whether it ``passed``."""
 
     candidate: C
     base: C
@@ -70,6 +80,7 @@ class Comparison(Generic[C]):
     needed: float
     strict: bool
     passed: bool
+    worst: float = math.nan
 
     @property
     def marginal(self) -> bool:
@@ -79,8 +90,8 @@ class Comparison(Generic[C]):
     def as_dict(self, label: Callable[[C], str] = str) -> dict[str, Any]:
         return {
             "candidate": label(self.candidate), "base": label(self.base), "gain": _num(self.gain),
-            "spread": _num(self.spread), "rounds": self.rounds, "needed": self.needed, "strict": self.strict,
-            "passed": self.passed, "marginal": self.marginal,
+            "spread": _num(self.spread), "worst": _num(self.worst), "rounds": self.rounds,
+            "needed": self.needed, "strict": self.strict, "passed": self.passed, "marginal": self.marginal,
         }  # fmt: skip
 
 
@@ -119,11 +130,12 @@ class Decision(Generic[C]):
 
 
 def _compare(
-    rounds: Sequence[Mapping[C, float]], base: C, candidate: C, needed: float, strict: bool, factor: float
+    rounds: Sequence[Mapping[C, float]], base: C, candidate: C, needed: float, strict: bool
 ) -> Comparison[C]:
     gain, spread, n = paired(rounds, base, candidate)
-    passed = n > 0 and gain >= needed and (not strict or gain > factor * spread)
-    return Comparison(candidate, base, gain, spread, n, needed, strict, passed)
+    worst = worst_ratio(rounds, base, candidate) - 1.0
+    passed = n > 0 and gain >= needed and (not strict or (n >= 2 and worst >= needed))
+    return Comparison(candidate, base, gain, spread, n, needed, strict, passed, worst)
 
 
 def _best(base: C, comparisons: list[Comparison[C]]) -> tuple[C, Comparison[C] | None]:
@@ -147,7 +159,6 @@ def decide(
     *,
     tolerance_margin: float = TOLERANCE_MARGIN,
     exact_margin: float = EXACT_MARGIN,
-    spread_factor: float = SPREAD_FACTOR,
 ) -> Decision[C]:
     """Choose among ``candidates`` (most exact first; those timed in no round are ignored) from the timed
     ``rounds`` (``[{candidate: seconds}, ...]``, one dict per interleaved round); see the module doc.
@@ -162,9 +173,9 @@ def decide(
     exact, *others = timed
     within = [c for c in others if not changes_results(c)]
     outside = [c for c in others if changes_results(c)]
-    first = [_compare(rounds, exact, c, tolerance_margin, False, spread_factor) for c in within]
+    first = [_compare(rounds, exact, c, tolerance_margin, False) for c in within]
     choice, deciding_first = _best(exact, first)
-    second = [_compare(rounds, choice, c, exact_margin, True, spread_factor) for c in outside]
+    second = [_compare(rounds, choice, c, exact_margin, True) for c in outside]
     choice, deciding_second = _best(choice, second)
     deciding = tuple(c for c in (deciding_first, deciding_second) if c is not None)
     return Decision(choice, deciding, tuple(first + second))

@@ -182,3 +182,11 @@ def test_rounds_go_on_past_the_budget_while_the_decision_is_marginal():
     )
     assert len(trial.rounds) == 5 < speed_probe.ROUNDS
     assert trial.best == FAST and trial.decision is not None and not trial.decision.marginal
+
+
+def test_bf16_faster_in_every_round_is_taken_however_much_the_gain_varies():
+    # a loaded machine: bf16-mixed steps 1.3x to 3.5x faster round by round (median +100 %, spread ~100 %)
+    rounds = _rounds(fp32=[1.3, 3.5, 2.0, 1.4, 2.7], bf16=[1.0] * 5)
+    decision = decide([EXACT, FAST], rounds, _bf16)
+    assert decision.choice == FAST and decision.spread > 0.5
+    assert decision.deciding[0].worst == pytest.approx(0.4)  # one round in 5 left out: the 2nd worst
