@@ -229,10 +229,9 @@ def _keep_timing(
     timing: list[C], first: Mapping[C, float], changes: Callable[[C], bool], drop_factor: float
 ) -> list[C]:
     """The candidates timed after the first round: not those more than ``drop_factor`` x slower than the
-    fastest of their group (within tolerance of the exact one / changing results), nor result-changing ones
-    that slow against the fastest overall; the fastest exact one always stays, as the base that a
+    fastest of their group (within tolerance of the exact one / changing results). Each group's fastest
+    stays, whatever one (possibly disturbed) round says: the fastest exact one as the base that a
     result-changing candidate's per-round gain is measured against."""
-    fastest = min(first.values())
     exact = [c for c in timing if not changes(c)]
     others = [c for c in timing if changes(c)]
     keep = set()
@@ -240,7 +239,6 @@ def _keep_timing(
         if group:
             quickest = min(first[c] for c in group)
             keep |= {c for c in group if first[c] <= drop_factor * quickest}
-    keep -= {c for c in others if first[c] > drop_factor * fastest}
     return [c for c in timing if c in keep]
 
 

@@ -190,3 +190,12 @@ def test_bf16_faster_in_every_round_is_taken_however_much_the_gain_varies():
     decision = decide([EXACT, FAST], rounds, _bf16)
     assert decision.choice == FAST and decision.spread > 0.5
     assert decision.deciding[0].worst == pytest.approx(0.4)  # one round in 5 left out: the 2nd worst
+
+
+def test_one_disturbed_first_round_does_not_drop_bf16():
+    # bf16 is 2x faster, but its first timed call was hit by a neighbour (3x the fp32 time)
+    sequences = {EXACT: iter([1.0] * 8), FAST: iter([0.5, 3.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])}
+    trial = speed_probe.interleaved_probe(
+        [EXACT, FAST], lambda c: next(sequences[c]), budget_s=60.0, rounds=5, changes_results=_bf16
+    )
+    assert len(trial.runs[FAST]) == 5 and trial.best == FAST
