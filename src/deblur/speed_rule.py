@@ -20,8 +20,9 @@ calls made side by side (interleaved), so that a noisy neighbour slows a round's
   disturbed). A gain inside the noise (e.g. +5 % median, but slower in one of 3 rounds), or one measured
   in a single round, keeps the exact option.
 * A decision is *marginal* when the deciding comparison of either group has ``|gain|`` within
-  :data:`MARGINAL_SPREADS` x its spread; the probe's cache re-checks a marginal choice once instead of
-  trusting it forever.
+  :data:`MARGINAL_SPREADS` x its spread, or a median gain enough for a result-changing option whose worst
+  round was not; the probe times more rounds then, and its cache re-checks a marginal choice once instead
+  of trusting it forever.
 """
 
 from __future__ import annotations
@@ -84,8 +85,11 @@ class Comparison(Generic[C]):
 
     @property
     def marginal(self) -> bool:
-        """|gain| within :data:`MARGINAL_SPREADS` x the spread (always so for an unmeasured spread)."""
-        return not abs(self.gain) >= MARGINAL_SPREADS * self.spread
+        """|gain| within :data:`MARGINAL_SPREADS` x the spread (always so for an unmeasured spread), or, for
+        a strict comparison, a median gain that is enough while the worst round's is not (the rounds
+        disagree: more of them may settle it)."""
+        disagree = self.strict and not self.passed and self.gain >= self.needed
+        return disagree or not abs(self.gain) >= MARGINAL_SPREADS * self.spread
 
     def as_dict(self, label: Callable[[C], str] = str) -> dict[str, Any]:
         return {

@@ -199,3 +199,12 @@ def test_one_disturbed_first_round_does_not_drop_bf16():
         [EXACT, FAST], lambda c: next(sequences[c]), budget_s=60.0, rounds=5, changes_results=_bf16
     )
     assert len(trial.runs[FAST]) == 5 and trial.best == FAST
+
+
+def test_a_large_median_gain_vetoed_by_one_round_is_marginal_and_more_rounds_settle_it():
+    # +54 % median, one of 3 rounds not 5 % faster: not taken yet, but marginal, so the probe times more
+    rounds = _rounds(fp32=[1.5, 1.0, 1.55], bf16=[1.0, 1.0, 1.0])
+    decision = decide([EXACT, FAST], rounds, _bf16)
+    assert decision.choice == EXACT and decision.marginal
+    more = rounds + _rounds(fp32=[1.5, 1.6], bf16=[1.0, 1.0])
+    assert decide([EXACT, FAST], more, _bf16).choice == FAST  # 5 rounds: one in four may be disturbed
