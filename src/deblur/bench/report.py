@@ -10,9 +10,11 @@ Keys of ``bench.json`` (documented in the README's performance section):
   * ``forward``: the default inference options, resolved as ``deblur-predict`` resolves them (the probe of
     :mod:`deblur.speed_probe`, or its cache): ``ms`` (median), ``min_ms``, ``runs``, ``images_per_s``,
     ``gflops``, ``fraction_of_peak``, ``psnr_vs_fp32``, ``peak_memory_mib``, ``options``, ``probe`` (how
-    they were chosen: ``source``, ``times_ms``, ...), ``best_option`` and ``default_vs_best`` (the fastest
-    tested option's minimum time / the default's, the rows timed interleaved: 1.0 when the default is the
-    fastest; ``default_vs_best_median``: the same from median times);
+    they were chosen: ``source``, ``times_ms``, ``decisions`` with margins and spreads, ...),
+    ``times_ms`` (per interleaved round), ``best_option`` and ``default_vs_best`` (the median over the
+    interleaved rounds of the fastest tested option's time / the default's: 1.0 when the default is the
+    fastest; ``default_vs_best_spread``: the spread of those per-round ratios, 1.4826 x their MAD;
+    ``default_vs_best_min`` / ``_median``: the ratio of minimum / median times);
   * ``forward_options.<option>``: the same figures per speed option, all timed interleaved (``default``
     too when the default is none of them); ``forward_hd``: one 1280x720 image; ``re_encode`` (MSFS-Net,
     interleaved with its fp32 baseline);
@@ -21,7 +23,8 @@ Keys of ``bench.json`` (documented in the README's performance section):
     ``train_gmacs_<W>x<H>`` per sample, counted on the meta device with the loss's feature passes), all
     four timed interleaved; ``train_step.default`` (as ``deblur-train`` resolves ``channels_last`` and
     ``trainer.precision=auto``: ``channels_last``, ``precision``, ``probe``, its figures),
-    ``train_step.default_vs_best`` and ``train_step.best_option``.
+    ``train_step.default_vs_best`` (``_spread``, ``_min``, ``_median``, as for ``forward``) and
+    ``train_step.best_option``.
 
 * ``loader``, ``analysis``, ``tiling``, ``precision_run``: see :mod:`deblur.bench.pipeline`.
 * ``gpu``: the GPU tables (:mod:`deblur.bench.gpu`; on by default on CUDA).
@@ -199,9 +202,10 @@ def _mark(ratio: float) -> str:
 
 
 def _ratio_cells(label: str, source: str, ms: float, section: dict[str, Any]) -> list[str]:
-    ratio = section["default_vs_best"]
-    return [label, source, _fmt(ms, 0), section["best_option"], _fmt(ratio),
-            _fmt(section.get("default_vs_best_median")), _mark(ratio)]  # fmt: skip
+    ratio, spread = section["default_vs_best"], section.get("default_vs_best_spread")
+    paired = _fmt(ratio) + ("" if spread is None else f" +/- {_fmt(spread)}")
+    return [label, source, _fmt(ms, 0), section["best_option"], paired,
+            _fmt(section.get("default_vs_best_min")), _mark(ratio)]  # fmt: skip
 
 
 def _defaults_section(result: dict[str, Any]) -> list[str]:
@@ -223,7 +227,7 @@ def _defaults_section(result: dict[str, Any]) -> list[str]:
         rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return []
-    cols = ["default", "chosen by", "ms", "fastest tested", "best / default (min)", "(median)", "target"]
+    cols = ["default", "chosen by", "ms", "fastest tested", "best / default (per round)", "(min)", "target"]
     head = "| preset | " + " | ".join([f"forward {cols[0]}", *cols[1:], f"train {cols[0]}", *cols[1:]]) + " |"
     return [
         "",
