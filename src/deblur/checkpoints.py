@@ -233,7 +233,8 @@ def load_model(
 
 #: model keys that decide the architecture, compared between a checkpoint and the config asked for
 ARCHITECTURE_KEYS = ("name", "_target_", "width", "variant", "use_fsm", "use_csffm", "num_fdb",
-                     "encoder_blocks", "decoder_blocks", "fsm_conv_shortcut", "concat_encoder_first", "out_kernel_size",
+                     "encoder_blocks", "decoder_blocks", "fsm_conv_shortcut", "concat_encoder_first",
+                     "out_kernel_size",
                      "shared_anchor_projection", "aux_outputs", "skip_first_encoder_blocks", "use_skip",
                      "middle_blocks")
 
