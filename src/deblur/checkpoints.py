@@ -240,8 +240,9 @@ ARCHITECTURE_KEYS = ("name", "_target_", "width", "variant", "use_fsm", "use_csf
 
 
 def _check_same_network(saved: Mapping[str, Any], asked: Mapping[str, Any], source: str) -> None:
-    differs = [k for k in ARCHITECTURE_KEYS if k in saved and k in asked and saved[k] != asked[k]]
-    differs += [k for k in ("name", "_target_") if bool(saved.get(k)) != bool(asked.get(k))][:1]
+    # a preset against a _target_ network: one names its class by name, the other by _target_
+    differs = [k for k in ("name", "_target_") if bool(saved.get(k)) != bool(asked.get(k))][:1]
+    differs += [k for k in ARCHITECTURE_KEYS if k in saved and k in asked and saved[k] != asked[k]]
     if differs:
         raise CheckpointError(
             f"{source} holds model {describe_model(saved)}, but model {describe_model(asked)} was asked for "
