@@ -11,6 +11,8 @@ class ResidualNet(nn.Module):
 
     def __init__(self, width: int = 8, depth: int = 2) -> None:
         super().__init__()
+        if width < 1:
+            raise ValueError(f"width={width} must be >= 1")
         layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 1):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]

@@ -48,6 +48,12 @@ def test_config_check_names_the_target_or_the_bad_key(model, message):
         deblur.build_model(model)
 
 
+def test_a_value_the_network_refuses_is_a_user_error_naming_the_target():
+    refused = r"model\._target_='tests\.own_net\.ResidualNet' refused its arguments \(width=0\): width=0 must"
+    with pytest.raises(UserError, match=refused):
+        deblur.build_model({"_target_": "tests.own_net.ResidualNet", "width": 0})
+
+
 def test_a_target_that_builds_no_module_is_refused():
     with pytest.raises(UserError, match=r"model\._target_='tests\.own_net\.not_a_network' built a int"):
         deblur.build_model({"_target_": "tests.own_net.not_a_network"})

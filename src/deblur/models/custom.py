@@ -87,13 +87,18 @@ def build_target(cfg: Mapping[str, Any]) -> nn.Module:
     """The network of a ``_target_`` config: ``Target(**other keys)``, checked by :func:`target_problems`.
 
     Raises:
-        UserError: the target does not import, a key is not one of its arguments, or it is no
-            ``torch.nn.Module``.
+        UserError: the target does not import, a key is not one of its arguments, its constructor raises
+            ``ValueError`` (a value it refuses), or it builds no ``torch.nn.Module``.
     """
     problems = target_problems(cfg)
     if problems:
         raise UserError("; ".join(problems))
-    net = import_target(cfg[TARGET])(**_arguments(cfg))
+    arguments = _arguments(cfg)
+    try:
+        net = import_target(cfg[TARGET])(**arguments)
+    except ValueError as err:  # the network's own value check (a bug elsewhere keeps its traceback)
+        shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        raise UserError(f"model._target_={cfg[TARGET]!r} refused its arguments ({shown}): {err}") from err
     if not isinstance(net, nn.Module):
         raise UserError(f"model._target_={cfg[TARGET]!r} built a {type(net).__name__}, not a torch.nn.Module")
     return net
