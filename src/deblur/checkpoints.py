@@ -245,21 +245,27 @@ def load_model(
             f"{source} is a plain state dict without a network description: name the network with "
             "model=<preset> (e.g. model=msfs_small or model=msfs, plus model.width=... if needed)"
         )
-    cfg = {k: v for k, v in dict(cfg).items() if k != "_target_"}
+    from deblur.models.custom import is_target_config
+
+    if not is_target_config(cfg):  # a preset is rebuilt by name; a user's network by its _target_
+        cfg = {k: v for k, v in dict(cfg).items() if k != "_target_"}
     net = build_model(cfg)
     load_state_strict(net, state, source, cfg)
     return net.eval().to(select_device(device)), cfg
 
 
 #: model keys that decide the architecture, compared between a checkpoint and the config asked for
-ARCHITECTURE_KEYS = ("name", "width", "variant", "use_fsm", "use_csffm", "num_fdb", "encoder_blocks",
-                     "decoder_blocks", "fsm_conv_shortcut", "concat_encoder_first", "out_kernel_size",
+ARCHITECTURE_KEYS = ("name", "_target_", "width", "variant", "use_fsm", "use_csffm", "num_fdb",
+                     "encoder_blocks", "decoder_blocks", "fsm_conv_shortcut", "concat_encoder_first",
+                     "out_kernel_size",
                      "shared_anchor_projection", "aux_outputs", "skip_first_encoder_blocks", "use_skip",
                      "middle_blocks")
 
 
 def _check_same_network(saved: Mapping[str, Any], asked: Mapping[str, Any], source: str) -> None:
-    differs = [k for k in ARCHITECTURE_KEYS if k in saved and k in asked and saved[k] != asked[k]]
+    # a preset against a _target_ network: one names its class by name, the other by _target_
+    differs = [k for k in ("name", "_target_") if bool(saved.get(k)) != bool(asked.get(k))][:1]
+    differs += [k for k in ARCHITECTURE_KEYS if k in saved and k in asked and saved[k] != asked[k]]
     if differs:
         raise CheckpointError(
             f"{source} holds model {describe_model(saved)}, but model {describe_model(asked)} was asked for "
@@ -272,8 +278,10 @@ def _check_same_network(saved: Mapping[str, Any], asked: Mapping[str, Any], sour
 
 def describe_model(model: Mapping[str, Any]) -> str:
     """``'msfs' (width=24, use_fsm=True, ...)``: a model config in one line, its architecture keys only."""
-    keys = [k for k in ARCHITECTURE_KEYS[1:] if k in model]
-    return f"{model.get('name')!r} (" + ", ".join(f"{k}={model[k]!r}" for k in keys) + ")"
+    from deblur.models.custom import model_label
+
+    keys = [k for k in ARCHITECTURE_KEYS[2:] if k in model]
+    return f"{model_label(model)!r} (" + ", ".join(f"{k}={model[k]!r}" for k in keys) + ")"
 
 
 def convert_checkpoint(

@@ -217,7 +217,8 @@ def predict_images(
 
     net, model_cfg = load_model(ckpt_path, model=model, device="cpu")
     net, options, device = prepare_network(net, settings, example=_example(plan, settings.tile))
-    log.info("network %s on %s; %d image(s)", model_cfg.get("name"), device, len(plan))
+    label = model_cfg.get("name") or model_cfg.get("_target_")
+    log.info("network %s on %s; %d image(s)", label, device, len(plan))
     log.info("inference options: %s", options.as_dict())
     runtime = runtime_record(device)
     log.info("device: %s; torch %s", runtime["device_name"], runtime["torch"])

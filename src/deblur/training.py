@@ -456,6 +456,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             holds another run, a training set smaller than one batch, a run that trained 0 steps.
         TrainingDiverged: a non-finite loss or final weights (naming the step and the checkpoint kept).
     """
+    from deblur.losses.registry import with_default_loss
+
+    if with_default_loss(cfg):
+        log.info("model._target_=%s names no loss: training with loss=l1", cfg.model["_target_"])
     check_train_config(cfg)
     route_logs_to_run_file()
     output_dir = Path(cfg.paths.output_dir)
@@ -716,7 +720,7 @@ def _fit_and_validate(
     payload = {
         **{k: metrics.get(k, math.nan) for k in METRIC_KEYS},
         "val/psnr_gain": metrics.get("val/psnr", math.nan) - metrics.get("val/psnr_input", math.nan),
-        "model": cfg.model.name,
+        "model": cfg.model.get("name") or cfg.model.get("_target_"),
         "model_preset": model_preset(_container(cfg.model)),
         "ablation": cfg.get("ablation_name"),
         "parameters": params,

@@ -101,9 +101,11 @@ def _network_classes() -> dict[str, type]:
 def _loss_classes() -> dict[str, type]:
     from deblur.losses.msfs import MSFSLoss
     from deblur.losses.perceptual import FDDNLoss
+    from deblur.losses.pixel import CharbonnierLoss, FFTLoss, L1Loss
     from deblur.losses.psnr import PSNRLoss
 
-    return {"msfs": MSFSLoss, "fddn": FDDNLoss, "psnr": PSNRLoss}
+    return {"msfs": MSFSLoss, "fddn": FDDNLoss, "psnr": PSNRLoss,
+            "l1": L1Loss, "charbonnier": CharbonnierLoss, "fft": FFTLoss}
 
 
 def _unknown_keys(problems: _Problems, group: str, node: Mapping[str, Any], classes: dict[str, type]) -> bool:
@@ -185,6 +187,11 @@ _MODEL_CHECKS: dict[str, Callable[[_Problems, Mapping[str, Any]], None]] = {
 
 
 def _check_model(problems: _Problems, model: Mapping[str, Any]) -> None:
+    from deblur.models.custom import is_target_config, target_problems
+
+    if is_target_config(model):  # a user's own network: it imports, and its keys are its arguments
+        problems.lines.extend(target_problems(model))
+        return
     if not _unknown_keys(problems, "model", model, _network_classes()):
         return
     problems.int_at_least(model, "model", "in_channels", 1)
@@ -198,6 +205,7 @@ def _check_loss(problems: _Problems, loss: Mapping[str, Any]) -> None:
         problems.number(loss, "loss", key, lambda v: v >= 0, "a number >= 0")
     problems.choice(loss, "loss", "positive", ("output", "target"))
     problems.number(loss, "loss", "eps", lambda v: v > 0, "a number > 0")
+    problems.number(loss, "loss", "fft_weight", lambda v: v >= 0, "a number >= 0")
 
 
 def _check_optim(problems: _Problems, optim: Mapping[str, Any]) -> None:

@@ -106,6 +106,29 @@ class PSNRLossConfig:
     eps: float = 1e-8
 
 
+@dataclass
+class L1LossConfig:
+    """``mean |pred - target|`` (``deblur.losses.pixel``); the default of a ``_target_`` network."""
+
+    name: str = "l1"
+
+
+@dataclass
+class CharbonnierLossConfig:
+    """``mean sqrt((pred - target)^2 + eps^2)`` (``deblur.losses.pixel``)."""
+
+    name: str = "charbonnier"
+    eps: float = 1e-3
+
+
+@dataclass
+class FFTLossConfig:
+    """MIMO-UNet's L1 + ``fft_weight`` x L1 between the images' 2-D FFTs (``deblur.losses.pixel``)."""
+
+    name: str = "fft"
+    fft_weight: float = 0.1
+
+
 # ---------------------------------------------------------------- optimisation
 @dataclass
 class SchedulerConfig:
@@ -181,6 +204,9 @@ def register_configs() -> None:
     cs.store(group="loss", name="msfs_schema", node=MSFSLossConfig)
     cs.store(group="loss", name="fddn_schema", node=FDDNLossConfig)
     cs.store(group="loss", name="psnr_schema", node=PSNRLossConfig)
+    cs.store(group="loss", name="l1_schema", node=L1LossConfig)
+    cs.store(group="loss", name="charbonnier_schema", node=CharbonnierLossConfig)
+    cs.store(group="loss", name="fft_schema", node=FFTLossConfig)
     cs.store(group="optim", name="optim_schema", node=OptimConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     register_dataset_configs(cs)  # built-in dataset, GoPro, HIDE, RealBlur, pairs, folder

@@ -26,7 +26,38 @@ def _psnr(**kwargs: Any) -> nn.Module:
     return PSNRLoss(**kwargs)
 
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {"msfs": _msfs, "fddn": _fddn, "psnr": _psnr}
+def _pixel(cls_name: str) -> Callable[..., nn.Module]:
+    def build(**kwargs: Any) -> nn.Module:
+        from deblur.losses import pixel
+
+        return getattr(pixel, cls_name)(**kwargs)
+
+    return build
+
+
+LOSSES: dict[str, Callable[..., nn.Module]] = {
+    "msfs": _msfs, "fddn": _fddn, "psnr": _psnr,
+    "l1": _pixel("L1Loss"), "charbonnier": _pixel("CharbonnierLoss"), "fft": _pixel("FFTLoss"),
+}  # fmt: skip
+
+#: the loss of a network that brings none (a ``_target_`` model config without a ``loss`` group)
+DEFAULT_LOSS = "l1"
+
+
+def with_default_loss(cfg: Any) -> bool:
+    """Give a composed train config whose ``model`` is a ``_target_`` network and which has no ``loss``
+    the pixel loss :data:`DEFAULT_LOSS` (``loss.name=l1``); True when it did. The presets select their
+    paper's loss in their ``conf/model`` file, so their configs always hold one."""
+    from omegaconf import OmegaConf, open_dict
+
+    from deblur.models.custom import is_target_config
+
+    model = cfg.get("model")
+    if cfg.get("loss") is not None or model is None or not is_target_config(model):
+        return False
+    with open_dict(cfg):
+        cfg.loss = OmegaConf.create({"name": DEFAULT_LOSS})
+    return True
 
 
 def build_loss(cfg: Mapping[str, Any]) -> nn.Module:

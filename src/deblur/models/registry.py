@@ -80,7 +80,8 @@ def model_config(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> dict
             if unknown:
                 raise ValueError(f"model={name_or_cfg} has no option(s) {unknown}; options: {sorted(cfg)}")
         cfg.update(overrides)
-    cfg.pop("_target_", None)
+    if cfg.get("name") is not None:  # a preset network is picked by name; a _target_ config keeps its target
+        cfg.pop("_target_", None)
     return cfg
 
 
@@ -88,7 +89,8 @@ def build_model(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> nn.Mo
     """The network of a ``conf/model`` preset name or a config mapping (``{"name": "msfs", "width": 16}``).
 
     ``name`` in the config picks the class, the other keys are its arguments; ``overrides`` replace keys.
-    Unknown network names fail listing the options.
+    Unknown network names fail listing the options. A config with ``_target_: module.Class`` and no
+    ``name`` is a user's own network (:mod:`deblur.models.custom`): ``Class(**other keys)``.
 
     Examples:
         >>> net = build_model("fddn_small", width=4)
@@ -96,6 +98,10 @@ def build_model(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> nn.Mo
         ('FDDN', True)
     """
     args = model_config(name_or_cfg, **overrides)
+    from deblur.models.custom import build_target, is_target_config
+
+    if is_target_config(args):
+        return build_target(args)
     name = args.pop("name", None)
     if name not in MODELS:
         raise ValueError(f"model.name={name!r} is not a known network; options: {sorted(MODELS)}")
