@@ -81,7 +81,7 @@ from deblur.speedups import (
     prepare_for_inference,
     to_input,
 )
-from deblur.utils.device import cpu_name
+from deblur.utils.device import device_name
 from deblur.utils.files import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -264,17 +264,6 @@ def _synchronize(device: torch.device) -> None:
 # ---------------------------------------------------------------- identities and the cache
 def _torch_version() -> str:
     return torch.__version__
-
-
-def device_name(device: torch.device) -> str:
-    """What the timings depend on besides the software: the GPU's name, or the CPU model and the number
-    of torch threads (``"AMD EPYC (cpu, 2 threads)"``)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (cuda)"
-    if device.type == "cpu":
-        return f"{cpu_name()} (cpu, {torch.get_num_threads()} threads)"
-    return device.type
 
 
 def network_identity(net: nn.Module) -> str:

@@ -122,7 +122,7 @@ def job_device(cfg: Mapping[str, Any]) -> torch.device:
 
 
 def device_label(device: torch.device) -> str:
-    from deblur.speed_probe import device_name
+    from deblur.utils.device import device_name
 
     return device_name(device)
 

@@ -49,9 +49,18 @@ def cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
+def device_name(device: torch.device) -> str:
+    """What the timings depend on besides the software: the GPU's name, or the CPU model and the number
+    of torch threads (``"AMD EPYC (cpu, 2 threads)"``)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (cuda)"
+    if device.type == "cpu":
+        return f"{cpu_name()} (cpu, {torch.get_num_threads()} threads)"
+    return device.type
+
+
 def runtime_record(device: str | torch.device) -> dict[str, str]:
     """What an output records about where it was computed: ``device_name`` (the GPU's name, or the CPU
-    model with the torch thread count: :func:`deblur.speed_probe.device_name`) and the ``torch`` version."""
-    from deblur.speed_probe import device_name
-
+    model with the torch thread count: :func:`device_name`) and the ``torch`` version."""
     return {"device_name": device_name(torch.device(device)), "torch": torch.__version__}
