@@ -77,7 +77,9 @@ def multirun_sweep_dir() -> str | None:
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    return str(Path(HydraConfig.get().runtime.output_dir).parent)  # flat job folders (flat_name)
+    # a composed config (deblur.compose, tests) may carry a multirun mode without a job's output folder
+    output_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None)
+    return str(Path(output_dir).parent) if output_dir else None  # flat job folders (flat_name)
 
 
 def failed_jobs(sweep_dir: str | Path) -> list[tuple[str, str]]:
