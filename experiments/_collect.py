@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from deblur.analysis.tables import ablation_table, load_runs, summarize
+from deblur.analysis.tables import BASELINES, ablation_table, load_runs, summarize
 from deblur.utils.files import atomic_write_text
 
 
@@ -20,9 +20,10 @@ def collect_ablation(
     out: Path | None = None,
     note: str = "",
 ) -> Path:
-    """Read every job's metrics.json under ``sweep_dirs`` (runs of ``model`` only), write results.md
-    (default: into the first sweep dir) and return its path."""
-    runs = [r for r in load_runs(sweep_dirs) if (r.get("model") or "") == model]
+    """Read every job's metrics.json under ``sweep_dirs`` (runs of ``model``, and of a baseline network
+    such as ``nafnet``: one row of its own, e.g. "NAFNet (baseline)"), write results.md (default: into the
+    first sweep dir) and return its path."""
+    runs = [r for r in load_runs(sweep_dirs) if (r.get("model") or "") in (model, *BASELINES)]
     if not runs:
         raise SystemExit(f"no metrics.json of a {model} run under {[str(d) for d in sweep_dirs]}")
     table = ablation_table(summarize(runs, components, variant), paper, title, note)

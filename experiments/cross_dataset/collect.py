@@ -1,7 +1,9 @@
-"""MSFS-Net Table 3 from deblur-eval: ``python experiments/cross_dataset/collect.py EVAL_DIR [--out F]``.
+"""MSFS-Net Table 3 from deblur-eval: ``python experiments/cross_dataset/collect.py EVAL_DIR [EVAL_DIR ...]
+[--out F]``.
 
-Reads ``EVAL_DIR/results.json`` (written by ``deblur-eval``) and writes ``EVAL_DIR/results_table3.md`` (or
-``--out``): our GoPro-trained network on every evaluated dataset beside the paper's MSFS-Net row.
+Reads each ``EVAL_DIR/results.json`` (written by ``deblur-eval``) and writes ``results_table3.md`` into the
+first (or ``--out``): one row per evaluated GoPro-trained network (a NAFNet checkpoint's row is labelled
+"NAFNet (baseline)") on every evaluated dataset, beside the paper's MSFS-Net row.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from deblur.analysis.tables import cross_dataset_table
 from deblur.utils.files import atomic_write_text
 
 
-def collect(eval_dir: Path, out: Path | None = None) -> Path:
-    results = json.loads((Path(eval_dir) / "results.json").read_text())
-    table = cross_dataset_table(results)
-    target = Path(out) if out else Path(eval_dir) / "results_table3.md"
+def collect(eval_dir: Path | list[Path], out: Path | None = None) -> Path:
+    dirs = [Path(eval_dir)] if isinstance(eval_dir, (str, Path)) else [Path(d) for d in eval_dir]
+    table = cross_dataset_table([json.loads((d / "results.json").read_text()) for d in dirs])
+    target = Path(out) if out else dirs[0] / "results_table3.md"
     atomic_write_text(target, table)
     print(table, end="")
     print(f"wrote {target}")
@@ -26,7 +28,9 @@ def collect(eval_dir: Path, out: Path | None = None) -> Path:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("eval_dir", type=Path, help="deblur-eval's output folder (holds results.json)")
+    parser.add_argument(
+        "eval_dir", type=Path, nargs="+", help="deblur-eval's output folder(s) (each holds results.json)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     collect(args.eval_dir, args.out)

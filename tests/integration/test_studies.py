@@ -113,3 +113,49 @@ def test_cross_dataset_study_trains_on_gopro_and_collects_table3(compose_train, 
     assert rows[1] == ["MSFS-Net (paper)", "32.73", "0.959", "-", "-", "28.97", "0.908", "36.02", "0.959"]
     assert "Network run in fp32 on " in table  # the precision and device of the numbers
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["datasets"]["hide"]["count"] == 3
+
+
+def _fake_job(folder: Path, model: str, config_model: dict, psnr: float) -> None:
+    """A finished job's metrics.json as deblur.training writes it (the keys the collectors read)."""
+    folder.mkdir(parents=True)
+    payload = {
+        "val/psnr": psnr, "val/ssim": 0.8, "val/psnr_input": 20.0, "val/ssim_input": 0.6,
+        "parameters": 1000, "size_mb": 0.01, "model": model, "ablation": None,
+        "config": {"model": config_model, "loss": {"lambda_high": 0.1, "lambda_low": 0.1}},
+    }  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(payload))
+
+
+@pytest.mark.parametrize(
+    ("study", "own", "full"),
+    [("msfs_ablation", {"name": "msfs"}, "msfs/full"), ("fddn_ablation", {"name": "fddn"}, "fddn/full")],
+)
+def test_ablation_collectors_show_a_nafnet_job_as_its_baseline_row(tmp_path, study, own, full):
+    _fake_job(tmp_path / "job0", own["name"], own, 25.0)
+    _fake_job(tmp_path / "job1", "nafnet", {"name": "nafnet", "width": 8}, 26.5)
+    text = _collector(study).collect([tmp_path]).read_text()
+    rows = _table_rows(text)
+    assert [r[0] for r in rows] == [full, "NAFNet (baseline)"]
+    naf = rows[1]
+    components = len(rows[0]) - len(["variant", "psnr", "ssim", "params", "mb", "p_psnr", "p_ssim"])
+    components -= 1 if study == "fddn_ablation" else 0  # the paper's size column
+    assert naf[1 : 1 + components] == ["-"] * components  # no ablation marks on the baseline
+    assert naf[1 + components] == "26.50" and naf[-1] == "-"  # our PSNR; no paper number
+    assert "Runs per row: 1, 1." in text
+
+
+def test_cross_dataset_table_has_a_nafnet_baseline_row(tmp_path):
+    def results(name: str, psnr: float) -> dict:
+        return {
+            "model": {"name": name}, "ckpt_path": f"{name}.ckpt", "device": "cpu",
+            "datasets": {"gopro": {"psnr": psnr, "ssim": 0.9, "count": 3}},
+        }  # fmt: skip
+
+    for name, psnr in (("msfs", 30.0), ("nafnet", 31.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(results(name, psnr)))
+    out = tmp_path / "table.md"
+    rows = _table_rows(_collector("cross_dataset").collect([tmp_path / "msfs", tmp_path / "nafnet"], out).read_text())
+    assert rows[0] == ["ours: `msfs` (msfs.ckpt)", "30.00", "0.9000"]
+    assert rows[1] == ["NAFNet (baseline): `nafnet` (nafnet.ckpt)", "31.00", "0.9000"]
+    assert rows[2] == ["MSFS-Net (paper)", "32.73", "0.959"]

@@ -36,6 +36,8 @@ FDDN_TABLE5 = {
         "full": (31.42, 0.923),
     }.items()
 }
+#: baseline networks that stand as one row of their own in a study table: model name -> row label
+BASELINES = {"nafnet": "NAFNet (baseline)"}
 #: MSFS-Net Table 3: dataset -> (PSNR, SSIM) of MSFS-Net trained on GoPro (HIDE not reported)
 MSFS_TABLE3 = {"gopro": (32.73, 0.959), "realblur_r": (36.02, 0.959), "realblur_j": (28.97, 0.908)}
 
@@ -110,20 +112,27 @@ def summarize(
     components: Callable[[dict], dict],
     variant: Callable[[dict], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (model, variant): mean (and std) of the metrics, components, size; full model last.
-    ``variant(config)`` names the row (default: the run's ``ablation``)."""
+    """One row per (model, variant): mean (and std) of the metrics, components, size; full model last,
+    then the baseline rows. ``variant(config)`` names the row (default: the run's ``ablation``); a run of
+    a :data:`BASELINES` network (e.g. ``nafnet``) is one row of its own, labelled by :data:`BASELINES`,
+    with no components (the ablation columns do not apply to it; ``baseline`` is true)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
         model = run.get("model") or run.get("config", {}).get("model", {}).get("name")
-        name = variant(run.get("config", {})) if variant else str(run.get("ablation"))
+        if str(model) in BASELINES:
+            name = BASELINES[str(model)]
+        else:
+            name = variant(run.get("config", {})) if variant else str(run.get("ablation"))
         groups.setdefault((str(model), name), []).append(run)
     rows = []
     for (model, ablation), members in groups.items():
+        baseline = model in BASELINES
         row: dict[str, Any] = {
             "model": model,
             "ablation": ablation,
+            "baseline": baseline,
             "runs": len(members),
-            "components": components(members[0].get("config", {})),
+            "components": {} if baseline else components(members[0].get("config", {})),
             "parameters": _mean_std(m.get("parameters") for m in members)[0],
             "size_mb": _mean_std(m.get("size_mb") for m in members)[0],
             "training": sorted({training_settings_text(m) for m in members}),
@@ -131,7 +140,7 @@ def summarize(
         for key in ("val/psnr", "val/ssim", "val/psnr_input", "val/ssim_input"):
             row[key], row[key + "_std"] = _mean_std(m.get(key) for m in members)
         rows.append(row)
-    rows.sort(key=lambda r: (r["model"], r["ablation"].endswith("/full"), r["ablation"]))
+    rows.sort(key=lambda r: (r["baseline"], r["model"], r["ablation"].endswith("/full"), r["ablation"]))
     return rows
 
 
@@ -169,8 +178,9 @@ def _mark(flag: bool | None) -> str:
 
 def ablation_table(rows: list[dict[str, Any]], paper: dict[str, tuple], title: str, note: str = "") -> str:
     """Markdown in the paper's form: rows = variants, component columns, PSNR, SSIM, parameters, MB,
-    then the published PSNR / SSIM (/ MB) beside ours."""
-    components = list(rows[0]["components"]) if rows else []
+    then the published PSNR / SSIM (/ MB) beside ours. A baseline row (``row["baseline"]``) has "-" in
+    the component columns."""
+    components = next((list(r["components"]) for r in rows if not r.get("baseline")), [])
     paper_mb = any(len(v) > 2 for v in paper.values())
     head = ["Variant", *components, "PSNR (dB)", "SSIM", "Parameters", "Size (MB)"]
     head += ["Paper PSNR", "Paper SSIM"]
@@ -181,7 +191,7 @@ def ablation_table(rows: list[dict[str, Any]], paper: dict[str, tuple], title: s
         published = paper.get(r["ablation"], ())
         cells = [
             r["ablation"],
-            *(_mark(r["components"].get(c)) for c in components),
+            *("-" if r.get("baseline") else _mark(r["components"].get(c)) for c in components),
             _fmt(r["val/psnr"], 2, r["val/psnr_std"]),
             _fmt(r["val/ssim"], 4, r["val/ssim_std"]),
             f"{int(r['parameters']):,}" if math.isfinite(r["parameters"]) else "n/a",
@@ -209,13 +219,25 @@ def ablation_table(rows: list[dict[str, Any]], paper: dict[str, tuple], title: s
     return "\n".join(lines) + "\n"
 
 
-def cross_dataset_table(results: dict[str, Any], paper: dict[str, tuple] | None = None) -> str:
-    """``deblur-eval``'s ``results.json`` -> MSFS-Net Table 3 form: one row per method (ours, the paper's
-    MSFS-Net), a PSNR / SSIM column pair per dataset."""
+def _method_label(results: dict[str, Any]) -> str:
+    """``ours: `msfs` (ckpt)``; a :data:`BASELINES` network: ``NAFNet (baseline): `nafnet` (ckpt)``."""
+    name = results.get("model", {}).get("name")
+    return f"{BASELINES.get(str(name), 'ours')}: `{name}` ({results.get('ckpt_path')})"
+
+
+def cross_dataset_table(
+    results: dict[str, Any] | list[dict[str, Any]], paper: dict[str, tuple] | None = None
+) -> str:
+    """``deblur-eval``'s ``results.json`` (one, or a list: one row each, e.g. MSFS-Net and a NAFNet
+    baseline) -> MSFS-Net Table 3 form: one row per evaluated network, then the paper's MSFS-Net, a PSNR /
+    SSIM column pair per dataset (the datasets of all, in first-seen order; "-" where a network was not
+    evaluated on one). The note under the table is read from the first."""
     from deblur.evaluation import TITLES
 
     paper = MSFS_TABLE3 if paper is None else paper
-    datasets = list(results.get("datasets", {}))
+    evaluated = [results] if isinstance(results, dict) else list(results)
+    datasets = list(dict.fromkeys(d for r in evaluated for d in r.get("datasets", {})))
+    first = evaluated[0]
     head = ["Method", *(f"{TITLES.get(d, d)} {m}" for d in datasets for m in ("PSNR", "SSIM"))]
     lines = [
         "# Cross-dataset evaluation (MSFS-Net Table 3 form): trained on GoPro",
@@ -223,20 +245,22 @@ def cross_dataset_table(results: dict[str, Any], paper: dict[str, tuple] | None 
         "| " + " | ".join(head) + " |",
         "|---|" + "---:|" * (len(head) - 1),
     ]
-    ours = [f"ours: `{results.get('model', {}).get('name')}` ({results.get('ckpt_path')})"]
-    for d in datasets:
-        s = results["datasets"][d]
-        ours += [_fmt(s.get("psnr", math.nan), 2), _fmt(s.get("ssim", math.nan), 4)]
+    for one in evaluated:
+        row = [_method_label(one)]
+        for d in datasets:
+            s = one.get("datasets", {}).get(d)
+            row += [_fmt(s.get("psnr", math.nan), 2), _fmt(s.get("ssim", math.nan), 4)] if s else ["-", "-"]
+        lines.append("| " + " | ".join(row) + " |")
     theirs = ["MSFS-Net (paper)"]
     for d in datasets:
         pub = paper.get(d)
         theirs += [_fmt(pub[0], 2), _fmt(pub[1], 3)] if pub else ["-", "-"]
-    lines += ["| " + " | ".join(ours) + " |", "| " + " | ".join(theirs) + " |", ""]
-    counts = ", ".join(f"{TITLES.get(d, d)} {results['datasets'][d].get('count')}" for d in datasets)
-    inference = results.get("inference") or {}
+    lines += ["| " + " | ".join(theirs) + " |", ""]
+    counts = ", ".join(f"{TITLES.get(d, d)} {s.get('count')}" for d, s in first.get("datasets", {}).items())
+    inference = first.get("inference") or {}
     lines.append(
         f"Network run in {inference.get('precision', 'fp32')} on "
-        f"{results.get('device_name', results.get('device'))} (torch {results.get('torch', '?')}). "
+        f"{first.get('device_name', first.get('device'))} (torch {first.get('torch', '?')}). "
         f"Images scored: {counts}. Protocols: GoPro/HIDE 8-bit PSNR (peak 255) + MATLAB 3-D SSIM; "
         "RealBlur ECC-aligned, masked. '-': not reported in the paper."
     )
