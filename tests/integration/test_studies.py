@@ -155,7 +155,8 @@ def test_cross_dataset_table_has_a_nafnet_baseline_row(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(results(name, psnr)))
     out = tmp_path / "table.md"
-    rows = _table_rows(_collector("cross_dataset").collect([tmp_path / "msfs", tmp_path / "nafnet"], out).read_text())
+    table = _collector("cross_dataset").collect([tmp_path / "msfs", tmp_path / "nafnet"], out)
+    rows = _table_rows(table.read_text())
     assert rows[0] == ["ours: `msfs` (msfs.ckpt)", "30.00", "0.9000"]
     assert rows[1] == ["NAFNet (baseline): `nafnet` (nafnet.ckpt)", "31.00", "0.9000"]
     assert rows[2] == ["MSFS-Net (paper)", "32.73", "0.959"]
