@@ -16,7 +16,7 @@ from deblur.bench.run import run
 from deblur.paths import CONF_DIR
 
 TINY_BENCH = [
-    "presets=[msfs_small,fddn_small,fddn_small+no_fsb]", "timed=[msfs_small]",
+    "presets=[msfs_small,fddn_small,fddn_small+no_fsb,nafnet_small]", "timed=[msfs_small,nafnet_small]",
     "model_overrides=['model.width=8']",
     "mac_sizes=[[32,32]]", "forward.size=32", "forward.batch=2", "forward.hd=[24,40]", "train_step.size=32",
     "train_step.batch=2", "timing.warmup=0", "timing.repeats=1", "peak.widths=[8]", "peak.size=16",
@@ -73,6 +73,11 @@ DOCUMENTED = [
     "models.msfs_small.train_step.default.probe.source",
     "models.msfs_small.train_gmacs_32x32",
     "models.fddn_small.size_mb",
+    "models.nafnet_small.forward.fraction_of_peak",
+    "models.nafnet_small.forward.default_vs_best",
+    "models.nafnet_small.train_step.fp32.fraction_of_peak",
+    "models.nafnet_small.train_step.default_vs_best",
+    "models.nafnet_small.train_gmacs_32x32",
     "models.fddn_small+no_fsb.gmacs_32x32",
     "loader.samples_per_s",
     "loader.ratio",
@@ -133,6 +138,11 @@ def test_bench_writes_every_documented_key(tmp_path):
     )
     assert "forward" not in result["models"]["fddn_small"]  # counted, not timed
     assert "| msfs_small |" in (tmp_path / "bench.md").read_text()
+    # NAFNet is timed like the other presets, its train step with its own loss (PSNR)
+    nafnet = result["models"]["nafnet_small"]
+    assert nafnet["model"]["name"] == "nafnet" and "error" not in nafnet["train_step"]
+    assert 0 < nafnet["forward"]["default_vs_best"] <= 1 and 0 < nafnet["train_step"]["default_vs_best"] <= 1
+    assert "no paper row" in next(line for line in markdown.splitlines() if line.startswith("| nafnet_small |"))
 
 
 def _tiny_msfs():
@@ -163,3 +173,24 @@ def test_strict_json_has_no_infinity():
         "a": [None, 1.0],
         "b": {"c": None},
     }
+
+
+def test_nafnet_presets_compose_with_their_psnr_loss_and_have_no_ablations():
+    from deblur.bench import models
+    from deblur.bench.run import compose_train
+
+    assert models.preset_overrides("nafnet_small") == ["model=nafnet_small"]
+    assert models.preset_overrides("fddn_small+no_fsb") == ["model=fddn_small", "ablation=fddn/no_fsb"]
+    with pytest.raises(ValueError, match="'nafnet' has no ablations"):
+        models.preset_overrides("nafnet+no_fsm")  # was composed as the MSFS ablation msfs/no_fsm
+    model_cfg, loss_cfg = models.preset_configs("nafnet_small", compose_train)
+    assert model_cfg["name"] == "nafnet" and loss_cfg["name"] == "psnr"
+    # the published 17.11 M stands beside our count of model=nafnet (counted on the meta device)
+    counted = models.count(models.preset_configs("nafnet", compose_train)[0], [])
+    assert round(counted["params_m"], 2) == models.PAPER_FIGURES["nafnet"]["params_m"] == 17.11
+
+
+def test_full_bench_times_every_paper_preset_including_nafnet():
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("bench")
+    assert {"msfs", "fddn", "nafnet", "nafnet_small"} <= set(cfg.timed) <= set(cfg.presets)

@@ -1,9 +1,11 @@
 """Per-preset cost: size, multiply-accumulates, forward and training speed, memory.
 
-A *preset* is a model config option (``msfs``, ``msfs_small``, ``fddn``, ``fddn_small``) optionally with an
-ablation: ``msfs+no_fsm`` = ``model=msfs ablation=msfs/no_fsm`` (``+`` because ``.`` and ``/`` would break
-the ``models.<preset>.forward.fraction_of_peak`` key paths of ``bench.json``). Presets are composed from
-``conf/train.yaml`` exactly as ``deblur-train`` would compose them.
+A *preset* is a model config option (``msfs``, ``msfs_small``, ``fddn``, ``fddn_small``, ``nafnet``,
+``nafnet_small``) optionally with an ablation of its family: ``msfs+no_fsm`` = ``model=msfs
+ablation=msfs/no_fsm`` (``+`` because ``.`` and ``/`` would break the
+``models.<preset>.forward.fraction_of_peak`` key paths of ``bench.json``). Presets are composed from
+``conf/train.yaml`` exactly as ``deblur-train`` would compose them, each with the loss its model config
+selects (NAFNet's train step: its PSNR loss).
 
 Networks are randomly initialised (seeded): speed does not depend on the weights. Multiply-accumulates
 (MACs) come from ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (no computation;
@@ -56,15 +58,28 @@ PAPER_FIGURES: dict[str, dict[str, float]] = {
     "fddn+no_distillation": {"size_mb": 9.05},
     "fddn+no_fsb": {"size_mb": 7.96},
     "fddn+no_fdb": {"size_mb": 7.89},
+    "nafnet": {"params_m": 17.11},  # NAFNet (ECCV 2022), GoPro width 32: the published parameter count
 }
+#: what the paper column of bench.md says for a preset without published figures (e.g. ``msfs_small``)
+NO_PAPER_ROW = "no paper row"
+#: model-name prefix -> its ablation folder (``conf/ablation/<family>/``); NAFNet has no ablations
+ABLATION_FAMILIES = ("msfs", "fddn")
 
 
 def preset_overrides(preset: str) -> list[str]:
     """``"msfs+no_fsm"`` -> ``["model=msfs", "ablation=msfs/no_fsm"]``;
-    ``"fddn_small"`` -> ``["model=fddn_small"]``."""
+    ``"fddn_small"`` -> ``["model=fddn_small"]``, ``"nafnet_small"`` -> ``["model=nafnet_small"]``.
+    ValueError for an ablation of a model without ablations (``nafnet+...``)."""
     model, _, ablation = preset.partition("+")
-    family = "fddn" if model.startswith("fddn") else "msfs"
-    return [f"model={model}"] + ([f"ablation={family}/{ablation}"] if ablation else [])
+    if not ablation:
+        return [f"model={model}"]
+    family = next((f for f in ABLATION_FAMILIES if model.startswith(f)), None)
+    if family is None:
+        raise ValueError(
+            f"bench preset {preset!r}: model {model!r} has no ablations (only {list(ABLATION_FAMILIES)} "
+            "have, in conf/ablation/<family>/); use the preset without '+...'"
+        )
+    return [f"model={model}", f"ablation={family}/{ablation}"]
 
 
 def preset_configs(preset: str, compose: Callable[[list[str]], Any]) -> tuple[dict, dict]:

@@ -38,11 +38,19 @@ import math
 from pathlib import Path
 from typing import Any
 
+from deblur.bench.models import NO_PAPER_ROW, PAPER_FIGURES
 from deblur.speedups import describe_options
 from deblur.utils.files import atomic_write_json, atomic_write_text
 
 #: the target of ``default_vs_best``: the default's time within 5 % of the fastest tested option's
 DEFAULT_VS_BEST = 0.95
+
+
+def _paper_cell(preset: str, figures: dict[str, Any]) -> str:
+    """The published figures of ``preset``; "-" when they exist but were left out (``model_overrides``
+    changed the network), :data:`~deblur.bench.models.NO_PAPER_ROW` when no paper has a row for it."""
+    published = ", ".join(f"{k} {v}" for k, v in figures.get("paper", {}).items())
+    return published or ("-" if preset in PAPER_FIGURES else NO_PAPER_ROW)
 
 
 def _met(met: bool | None) -> str:
@@ -134,7 +142,7 @@ def markdown(result: dict[str, Any]) -> str:
     head += " | train samples/s fp32 / bf16 |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for preset, fig in result["models"].items():
-        paper = ", ".join(f"{k} {v}" for k, v in fig.get("paper", {}).items()) or "-"
+        paper = _paper_cell(preset, fig)
         row = [preset, _fmt(fig["params_m"]), _fmt(fig["size_mb"]), paper]
         row += [_fmt(fig.get(f"gmacs_{s}"), 1) for s in sizes]
         fwd = fig.get("forward")
