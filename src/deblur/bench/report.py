@@ -5,7 +5,8 @@ Keys of ``bench.json`` (documented in the README's performance section):
 * ``machine``: device, CPU / GPU name, torch threads, versions, date.
 * ``peak``: ``{config: {"gflops", "by_width"}}`` per precision / memory format, and ``best``.
 * ``models.<preset>``: ``params``, ``params_m``, ``size_mb``, ``gmacs_<W>x<H>`` (per image), ``paper``
-  (published figures, where there are some), and for timed presets:
+  (published figures, where there are some; bench.md says "no paper row" where no paper has one), and for
+  timed presets:
 
   * ``forward``: the default inference options, resolved as ``deblur-predict`` resolves them (the probe of
     :mod:`deblur.speed_probe`, or its cache): ``ms`` (median), ``min_ms``, ``runs``, ``images_per_s``,
