@@ -175,15 +175,19 @@ def claim_run_folder() -> None:
         _STATE.current.claimed = True
 
 
+#: what a run writes before it trains (the settings decision, the CSV logger's hparams): still a stub
+STUB_FILES = frozenset({"training_settings.json", "hparams.yaml"})
+
+
 def _only_hydra_files(folder: Path) -> bool:
     for entry in folder.iterdir():
         if entry.name == ".hydra" and entry.is_dir():
             if not all(p.is_file() and p.name in HYDRA_FILES for p in entry.iterdir()):
                 return False
         elif entry.is_dir() and not entry.is_symlink():
-            if any(p.is_file() or p.is_symlink() for p in entry.rglob("*")):
+            if any((p.is_file() and p.name not in STUB_FILES) or p.is_symlink() for p in entry.rglob("*")):
                 return False  # a folder the run wrote into (an empty one, e.g. csv/, holds nothing)
-        elif not (entry.is_file() and entry.suffix == ".log"):
+        elif not (entry.is_file() and (entry.suffix == ".log" or entry.name in STUB_FILES)):
             return False
     return True
 

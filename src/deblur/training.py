@@ -471,7 +471,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = _resolve_ckpt_path(cfg, output_dir)
     _refuse_overwriting(output_dir, ckpt_path)
     check_loss_weights(cfg)
-    claim_run_folder()  # a user error from here on keeps the .hydra/ Hydra wrote for this run
     start_step = 0
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
         check_complete(ckpt_path, "ckpt_path")
@@ -492,6 +491,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     if cfg.get("init_from"):
         initialise_weights(module, str(cfg.init_from), resuming=ckpt_path is not None)
+    claim_run_folder()  # checks passed: a user error from here on keeps the .hydra/ Hydra wrote for this run
     trainer = build_trainer(cfg, precision=precision)
     if start_step and Path(ckpt_path).resolve().parent == (output_dir / "checkpoints").resolve():
         keep_csv_history(trainer, start_step)

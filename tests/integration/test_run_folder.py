@@ -182,3 +182,35 @@ def test_sweep_jobs_are_put_back_or_removed_like_single_runs(tmp_path):
         RunFolderGuard().on_job_start(cfg)
         undo_run_folder()  # what a user error does
     assert _tree(earlier) == before and not (sweep / "1_ablation=msfs-no_clm").exists()
+
+
+def test_what_a_run_writes_before_training_still_counts_as_a_stub(tmp_path, capsys):
+    pred, _ = _score_folders(tmp_path / "data")
+    run_dir = tmp_path / "new"
+    cfg = _with_hydra(
+        "score", f"pred_dir={pred}", f"gt_dir={tmp_path / 'nowhere'}", f"hydra.run.dir={run_dir}"
+    )
+    RunFolderGuard().on_run_start(cfg)
+    _hydra_writes(run_dir, "score.log")
+    (run_dir / "csv").mkdir()
+    (run_dir / "csv" / "hparams.yaml").write_text("{}")  # the CSV logger's, written at setup
+    (run_dir / "training_settings.json").write_text("{}")  # the precision decision, before training
+    with pytest.raises(SystemExit):
+        score_command(_task_config(cfg, run_dir))
+    capsys.readouterr()
+    assert not run_dir.exists()
+
+
+def test_a_resume_refused_for_its_checkpoint_puts_back_the_runs_hydra_files(tmp_path, capsys):
+    run = tmp_path / "run"
+    _hydra_writes(run, "train.log", text="the earlier run")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # empty: refused naming the file
+    before = _tree(run)
+    cfg = _with_hydra("train", f"hydra.run.dir={run}", "speed=fixed", "ckpt_path=last", *TINY_TRAIN)
+    RunFolderGuard().on_run_start(cfg)
+    _hydra_writes(run, "train.log", text="the refused resume")
+    with pytest.raises(SystemExit) as exit_info:
+        _train_job(_task_config(cfg, run))
+    assert exit_info.value.code == 2 and "last.ckpt" in capsys.readouterr().err
+    assert _tree(run) == before  # the refusal came before the run claimed the folder

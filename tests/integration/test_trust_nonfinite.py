@@ -173,3 +173,12 @@ def test_predict_command_refuses_a_nan_checkpoint_with_exit_code_2(ckpts, tmp_pa
     assert "Traceback" not in proc.stderr
     assert f"ckpt_path={ckpts.nan} holds non-finite weights: {ckpts.nan_key}" in proc.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_resuming_from_a_nan_checkpoint_is_refused_naming_it(ckpts):
+    from deblur.lit.checkpointing import check_checkpoint_model
+
+    with pytest.raises(CheckpointError) as err:  # train() runs this before the probe and the Trainer
+        check_checkpoint_model(ckpts.nan, dict(TINY_MSFS))
+    assert f"ckpt_path={ckpts.nan}" in str(err.value) and ckpts.nan_key in str(err.value)
+    check_checkpoint_model(ckpts.good, dict(TINY_MSFS))  # a finite one passes
