@@ -347,3 +347,13 @@ def test_train_command_user_error_and_a_flat_sweep_from_the_shell(tmp_path):
     )
     assert f"Jobs of {folder} (2 with metrics.json)" in sweep.stdout and (folder / "jobs.md").exists()
     assert "Final validation" in (folder / jobs[0] / "train.log").read_text()
+
+
+def test_weights_poisoned_at_the_last_step_leave_no_image_figure_or_checkpoint(compose_train, tmp_path):
+    cfg = compose_train(*TINY_TRAIN, "speed=fixed", "trainer.max_steps=3", "trainer.val_check_interval=100")
+    _add_callback(cfg, "poison", f"{__name__}.Poison", step=3)  # then the final validation (ValidateAtEnd)
+    with pytest.raises(TrainingDiverged):  # not FrequencyGap's ValueError about NaN entropies
+        train(cfg)
+    written = {p.name for p in tmp_path.rglob("*.png")}
+    assert not written and not (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert not (tmp_path / "metrics.json").exists()

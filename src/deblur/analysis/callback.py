@@ -110,6 +110,10 @@ class FrequencyGap(L.Callback):
         if pred is None:
             with torch.no_grad():
                 pred = pl_module(blurry)
+        if not bool(torch.isfinite(pred).all()):  # diverged weights: no divergence of NaNs (the run fails)
+            self._active = False
+            self.collector.reset()
+            return
         self.collector.add("deblurred", pred.detach().float().clamp(0.0, 1.0))
         self.collector.add("sharp", sharp.float())
         if self.log_input:

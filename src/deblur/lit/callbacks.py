@@ -81,6 +81,8 @@ class ValidationImages(L.Callback):
         samples = getattr(pl_module, "last_val_samples", None)
         if trainer.sanity_checking or samples is None or not trainer.is_global_zero:
             return
+        if not all(bool(torch.isfinite(t).all()) for t in samples):
+            return  # never an image from non-finite outputs (diverged weights): the run fails instead
         self._count += 1
         if (self._count - 1) % self.every:
             return
@@ -137,6 +139,9 @@ class TrainingFigures(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        weights = [t for t in pl_module.state_dict().values() if t.is_floating_point()]
+        if not all(bool(torch.isfinite(t).all()) for t in weights):
+            return  # never a figure of non-finite weights: the run fails instead (deblur.training)
         if self.history:
             steps, psnr, baseline = zip(*self.history, strict=True)
             fig, ax = plt.subplots(figsize=(5, 3.2))
