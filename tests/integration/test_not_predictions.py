@@ -137,3 +137,16 @@ def test_eval_ground_truth_is_never_the_blurry_frames(tmp_path):
     shutil.copytree(pairs / "test" / "blurry", pairs / "test" / "sharp")
     with pytest.raises(DatasetError, match="every file of data.sharp_dir=.* is byte-identical"):
         list_pairs("pairs", {"root": str(pairs / "test")}, "val")
+
+
+def test_the_ground_truth_re_encoded_with_the_same_pixels_is_refused(tmp_path):
+    import cv2
+
+    gt = _predictions_of(sorted(make_gopro(tmp_path / "G").glob("test/*/sharp/*.png")), tmp_path / "gt")
+    copy = tmp_path / "re_encoded"
+    copy.mkdir()
+    for path in gt.glob("*.png"):  # same pixels, other bytes (another PNG compression level)
+        cv2.imwrite(str(copy / path.name), cv2.imread(str(path)), [cv2.IMWRITE_PNG_COMPRESSION, 0])
+        assert (copy / path.name).read_bytes() != path.read_bytes()
+    with pytest.raises(NotPredictions, match="same pixels as its ground truth"):
+        score_folders(copy, gt)

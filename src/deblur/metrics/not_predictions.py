@@ -17,6 +17,7 @@ the blurry-frame checks are then skipped and every output of the run is labelled
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -112,4 +113,14 @@ def check_pairs(
         raise _refuse_blurry(
             f"every file of pred_dir={pred_root} is the blurry input of its pair in gt_dir={gt_root} "
             "(the same file or byte-identical)"
+        )
+
+
+def check_scores(rows: list[Mapping], pred_root: Path, gt_root: Path) -> None:
+    """After scoring: refuse predictions whose pixels all equal their ground truth (infinite PSNR for every
+    pair), e.g. the ground truth re-saved with another PNG compression: a copy is not a result."""
+    if rows and all(math.isinf(float(row.get("psnr", 0.0))) for row in rows):
+        raise NotPredictions(
+            f"every one of the {len(rows)} prediction(s) in pred_dir={pred_root} has the same pixels as its "
+            f"ground truth in gt_dir={gt_root} (infinite PSNR): a copy of the ground truth is not a result"
         )

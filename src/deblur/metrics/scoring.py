@@ -44,7 +44,7 @@ import numpy as np
 from deblur.io import IMAGE_EXTENSIONS, list_images, read_image, size_text, to_rgb
 from deblur.io import to_uint8 as to_8bit
 from deblur.metrics.benchmarks import benchmark_pairing, detect_benchmark, refuse_blurry_ground_truth
-from deblur.metrics.not_predictions import BASELINE_LABEL, check_folders, check_pairs
+from deblur.metrics.not_predictions import BASELINE_LABEL, check_folders, check_pairs, check_scores
 from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel, to_uint8
 from deblur.metrics.realblur import realblur_scores
 from deblur.utils.checks import check_bool, check_int, format_number, mean
@@ -417,6 +417,7 @@ def score_folders(
             log.info("scored %d/%d images", done, total)
 
     rows = score_rows(pairing.pairs, protocol, num_workers, progress)
+    check_scores(rows, pred_root, gt_root)
     summary = summarize(
         rows,
         protocol,
