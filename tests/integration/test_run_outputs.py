@@ -86,7 +86,8 @@ def test_a_one_point_psnr_curve_draws_the_baseline_as_a_line(tmp_path, monkeypat
     monkeypatch.setattr(lit_callbacks, "_save_figure", lambda fig, path: drawn.append((fig, path.name)))
     figures = lit_callbacks.TrainingFigures(str(tmp_path))
     figures.history = [(6, 24.0, 22.5)]
-    figures.on_fit_end(SimpleNamespace(is_global_zero=True), SimpleNamespace(last_val_samples=None))
+    module = SimpleNamespace(last_val_samples=None, state_dict=dict)  # no weights: nothing non-finite
+    figures.on_fit_end(SimpleNamespace(is_global_zero=True), module)
     (fig, name), = drawn
     assert name == "val_psnr.png"
     (baseline,) = [line for line in fig.axes[0].get_lines() if line.get_label() == "blurry input"]
