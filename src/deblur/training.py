@@ -50,7 +50,7 @@ from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.models.registry import size_mb
 from deblur.resume_command import resume_command
 from deblur.run_folder import claim_run_folder
-from deblur.training_settings import decide_training_settings
+from deblur.training_settings import decide_training_settings, given_settings, probe_settings
 from deblur.utils.files import NoSpaceLeft, atomic_write, atomic_write_json, disk_full
 
 log = logging.getLogger(__name__)
@@ -397,22 +397,9 @@ def training_speed(cfg: DictConfig) -> tuple[bool, str]:
     One run's choice, decided afresh; :func:`train` decides through
     :func:`deblur.training_settings.decide_training_settings` (once per study, kept by a resumed run).
     """
-    channels_last, precision = cfg.get("channels_last"), str(cfg.trainer.precision)
-    if channels_last is not None and precision != "auto":
-        return bool(channels_last), precision
-    from deblur.speed_probe import choose_training_speed
-    from deblur.utils.device import select_device
-
-    accelerator = str(cfg.trainer.get("accelerator") or "auto")
-    device = select_device("cuda" if accelerator in ("gpu", "cuda") else accelerator)
-    chosen = choose_training_speed(
-        _container(cfg.model), _container(cfg.loss), device,
-        batch=int(cfg.data.batch_size), size=int(cfg.data.get("crop_size") or 256),
-        channels_last=channels_last, precision=None if precision == "auto" else precision,
-        mode=str(cfg.get("speed") or "probe"), cache=cfg.get("speed_cache"),
-    )  # fmt: skip
+    chosen = probe_settings(cfg, given_settings(cfg))
     log.info("training speed: channels_last=%s, precision=%s", chosen.channels_last, chosen.precision)
-    return bool(chosen.channels_last), str(chosen.precision)
+    return chosen.channels_last, chosen.precision
 
 
 def check_loss_weights(cfg: DictConfig) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from deblur.errors import UserError
+from deblur.utils.device import device_name, select_device
 from deblur.utils.files import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,8 @@ def given_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def job_device(cfg: Mapping[str, Any]) -> torch.device:
     """The device the run trains on (``trainer.accelerator``; ``auto``: CUDA when available)."""
-    from deblur.utils.device import select_device
-
     accelerator = str(cfg["trainer"].get("accelerator") or "auto")
     return select_device("cuda" if accelerator in ("gpu", "cuda") else accelerator)
-
-
-def device_label(device: torch.device) -> str:
-    from deblur.utils.device import device_name
-
-    return device_name(device)
 
 
 def with_given(settings: TrainingSettings, given: Mapping[str, Any]) -> TrainingSettings:
@@ -141,7 +134,7 @@ def probe_settings(cfg: Mapping[str, Any], given: Mapping[str, Any]) -> Training
     from deblur import speed_probe
 
     device = job_device(cfg)
-    label = device_label(device)
+    label = device_name(device)
     if len(given) == 2:
         return TrainingSettings(
             given["precision"],
@@ -292,7 +285,7 @@ def decide_training_settings(
     output_dir = Path(output_dir)
     own = output_dir / SETTINGS_FILE
     given = given_settings(cfg)
-    label = device_label(job_device(cfg))
+    label = device_name(job_device(cfg))
     if process_rank() > 0:
         settings = replace(_wait_for(own, RANK_WAIT_S), decided_in="rank 0")
         log.info("training settings (from rank 0, %s): %s", own, _describe(settings))

@@ -11,17 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
 
 from deblur.speedups import output_psnr  # noqa: E402
 from deblur.utils.files import atomic_write  # noqa: E402
-
-
-def triplet_grid(blurry: torch.Tensor, pred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) x3 -> one (3, H', W') grid: a row per sample, columns blurry | deblurred | sharp."""
-    rows = torch.stack([blurry, pred, sharp], dim=1).flatten(0, 1)
-    return make_grid(rows.clamp(0, 1), nrow=3, padding=2, pad_value=1.0)
-
 
 #: column titles of the validation triplets
 TRIPLET_COLUMNS = ("blurry", "output", "sharp")
