@@ -20,3 +20,13 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_hydra_config_left_behind():
+    """A test that runs a command in-process leaves Hydra's global HydraConfig set; the next test would
+    read its choices (model_preset) and its run mode. Each test starts without one."""
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
