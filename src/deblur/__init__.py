@@ -14,7 +14,8 @@ The Python API: everything the commands do, as functions (README "Python API")::
     pairs = deblur.datasets.open("gopro", "/data/GOPRO_Large", "val")
     metrics = deblur.train(cfg)                               # what deblur-train does
 
-``import deblur`` also registers the config schemas, so plain ``hydra.compose`` on ``conf/`` works.
+``import deblur`` also declares the built-in networks and losses (:mod:`deblur.components`) and registers
+the config schemas, so plain ``hydra.compose`` on ``conf/`` works.
 Names are imported on first use (``deblur.train`` loads Lightning only when called for).
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import deblur.components  # noqa: F401  (declares the built-in networks and losses first)
 from deblur.config import register_configs
 
 register_configs()
@@ -32,8 +34,8 @@ __version__ = "0.1.0"
 #: public name -> (module, attribute)
 _API = {
     "compose": ("deblur.config.compose", "compose"),
-    "build_model": ("deblur.models.registry", "build_model"),
-    "model_config": ("deblur.models.registry", "model_config"),
+    "build_model": ("deblur.models.build", "build_model"),
+    "model_config": ("deblur.models.build", "model_config"),
     "load_model": ("deblur.checkpoints", "load_model"),
     "restore": ("deblur.inference", "restore"),
     "prepare_network": ("deblur.inference", "prepare_network"),
@@ -83,8 +85,8 @@ if TYPE_CHECKING:  # static analysers see the real objects
     from deblur.io import write_image as write_image
     from deblur.metrics.scoring import score as score
     from deblur.metrics.scoring import score_folders as score_folders
-    from deblur.models.registry import build_model as build_model
-    from deblur.models.registry import model_config as model_config
+    from deblur.models.build import build_model as build_model
+    from deblur.models.build import model_config as model_config
     from deblur.models.tlc import convert_to_tlc as convert_to_tlc
     from deblur.models.tlc import revert_tlc as revert_tlc
     from deblur.prediction import predict_images as predict_images

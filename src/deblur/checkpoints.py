@@ -6,13 +6,14 @@ Formats, recognised by their content:
   and ``hyper_parameters.model`` (the network's config, so nothing else is needed);
 * a plain state dict (tensors by name; a ``net.`` or ``module.`` prefix on every key is stripped): the
   network must be named (``model=<preset>`` on the command line, ``model=`` in the API);
-* the MSFS-Net authors' released files (``model.pkl``, ``model_R.pkl``, ``model_J.pkl``: ``{"model":
-  state_dict, ...}`` with their key names, optionally ``module.``-prefixed): converted in memory
-  (:mod:`deblur.models.msfs_public`) and loaded into ``model=msfs_public``; any other model is refused
-  naming ``model=msfs_public``;
-* the NAFNet authors' released files (``NAFNet-GoPro-width32.pth`` ...: ``{"params": state_dict}`` with
-  NAFNet's key names): loaded as they are into the NAFNet their keys describe
-  (:mod:`deblur.models.nafnet_weights`); ``model=nafnet`` may be given, another network is refused.
+* the foreign weights formats the networks declare (:class:`deblur.config.registry.WeightsFormat`):
+  the MSFS-Net authors' released files (``model.pkl``, ``model_R.pkl``, ``model_J.pkl``: ``{"model":
+  state_dict, ...}`` with their key names, optionally ``module.``-prefixed), converted in memory
+  (:mod:`deblur.models.msfs.public`) and loaded into ``model=msfs_public`` (any other model is refused
+  naming ``model=msfs_public``); the NAFNet authors' released files (``NAFNet-GoPro-width32.pth`` ...:
+  ``{"params": state_dict}`` with NAFNet's key names), loaded as they are into the NAFNet their keys
+  describe (:mod:`deblur.models.nafnet.weights`; ``model=nafnet`` may be given, another network is
+  refused).
 
 Every file is read with ``torch.load(..., weights_only=True)``: a pickle that refers to anything but tensors
 and plain containers is refused and none of its code runs. Weights are loaded strictly: a file with
@@ -33,9 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from deblur.config.registry import GROUPS, WeightsFormat, component, components
+from deblur.config.target import is_target_config, model_label
 from deblur.errors import UserError
-from deblur.models.msfs_public import is_public_checkpoint, public_model_config, state_from_public_checkpoint
-from deblur.models.nafnet_weights import is_nafnet_checkpoint, nafnet_config_from_state, nafnet_state
 from deblur.utils.device import select_device
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,33 @@ def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return dict(state)
 
 
-def _public_state(obj: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
+def weights_formats() -> list[WeightsFormat]:
+    """The foreign weights formats the declared networks read."""
+    return [fmt for entry in components(GROUPS[0]).values() for fmt in entry.formats()]
+
+
+def _read_foreign(obj: Mapping[str, Any], source: str, asked: Mapping[str, Any] | None,
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:  # fmt: skip
+    """``(state, model config)`` of a file in a declared foreign format, or None for any other file."""
+    fmt = next((f for f in weights_formats() if f.recognise(obj)), None)
+    if fmt is None:
+        return None
     try:
-        return state_from_public_checkpoint(obj)
+        state, saved = fmt.read(obj)
     except ValueError as err:
-        raise CheckpointError(f"{source}: looks like the MSFS-Net authors' weights but {err}") from err
+        raise CheckpointError(f"{source}: looks like {fmt.label} but {err}") from err
+    if fmt.only_preset is not None and asked is not None and any(
+        asked.get(k) != v for k, v in saved.items() if k not in fmt.free_keys
+    ):
+        raise CheckpointError(
+            f"{source} holds {fmt.label}, which fit model={fmt.only_preset} only, but model "
+            f"{describe_model(asked)} was asked for: use model={fmt.only_preset} (or leave model= out)"
+        )
+    if fmt.only_preset is not None:
+        log.info("%s: %s, converted to model=%s", source, fmt.label, fmt.only_preset)
+    else:
+        log.info("%s: %s, read as model %s", source, fmt.label, describe_model(saved))
+    return state, saved
 
 
 def split_checkpoint(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -209,7 +232,7 @@ def load_model(
 
     Examples:
         >>> import tempfile, torch
-        >>> from deblur.models.registry import build_model
+        >>> from deblur.models.build import build_model
         >>> net = build_model("fddn_small")
         >>> path = tempfile.mkdtemp() + "/w.pth"
         >>> torch.save(net.state_dict(), path)
@@ -217,26 +240,13 @@ def load_model(
         >>> cfg["name"], loaded.training
         ('fddn', False)
     """
-    from deblur.models.registry import build_model, model_config
+    from deblur.models.build import build_model, model_config
 
     source = f"{key}={Path(path).expanduser()}"
     obj = read_checkpoint(path, key)
     asked = model_config(model) if model is not None else None
-    if is_public_checkpoint(obj):
-        state, saved = _public_state(obj, source), public_model_config()
-        if asked is not None and any(asked.get(k) != v for k, v in saved.items() if k != "csffm_init"):
-            raise CheckpointError(
-                f"{source} holds the MSFS-Net authors' released weights (their FreNet layout), which fit "
-                f"model=msfs_public only, but model {describe_model(asked)} was asked for: use "
-                "model=msfs_public (or leave model= out)"
-            )
-        log.info("%s: the MSFS-Net authors' released weights, converted to model=msfs_public", source)
-    elif is_nafnet_checkpoint(obj):
-        state = nafnet_state(obj)
-        saved = nafnet_config_from_state(state)
-        log.info("%s: the NAFNet authors' weights format, read as model %s", source, describe_model(saved))
-    else:
-        state, saved = split_checkpoint(obj)
+    foreign = _read_foreign(obj, source, asked)
+    state, saved = foreign if foreign is not None else split_checkpoint(obj)
     if asked is not None and saved is not None:
         _check_same_network(saved, asked, source)
     cfg = asked if asked is not None else saved
@@ -245,8 +255,6 @@ def load_model(
             f"{source} is a plain state dict without a network description: name the network with "
             "model=<preset> (e.g. model=msfs_small or model=msfs, plus model.width=... if needed)"
         )
-    from deblur.models.custom import is_target_config
-
     if not is_target_config(cfg):  # a preset is rebuilt by name; a user's network by its _target_
         cfg = {k: v for k, v in dict(cfg).items() if k != "_target_"}
     net = build_model(cfg)
@@ -254,18 +262,32 @@ def load_model(
     return net.eval().to(select_device(device)), cfg
 
 
-#: model keys that decide the architecture, compared between a checkpoint and the config asked for
-ARCHITECTURE_KEYS = ("name", "_target_", "width", "variant", "use_fsm", "use_csffm", "num_fdb",
-                     "encoder_blocks", "decoder_blocks", "fsm_conv_shortcut", "concat_encoder_first",
-                     "out_kernel_size",
-                     "shared_anchor_projection", "aux_outputs", "skip_first_encoder_blocks", "use_skip",
-                     "middle_blocks")
+#: the keys that name a network's class: a preset's ``name``, a user's ``_target_``
+NAMING_KEYS = ("name", "_target_")
+
+
+def architecture_keys(model: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys of ``model`` that decide the shapes of its weights: its network's declared
+    ``architecture_keys``; for a ``_target_`` network (or an unknown name) those of every declared
+    network, compared where both configs hold them."""
+    entry = component(GROUPS[0], model.get("name"))
+    if entry is not None:
+        return entry.architecture_keys
+    every = (key for e in components(GROUPS[0]).values() for key in e.architecture_keys)
+    return tuple(dict.fromkeys(every))
+
+
+def architecture_differences(saved: Mapping[str, Any], asked: Mapping[str, Any]) -> list[str]:
+    """The naming and architecture keys (:func:`architecture_keys` of ``saved``) both configs hold with
+    different values."""
+    keys = (*NAMING_KEYS, *architecture_keys(saved))
+    return [k for k in keys if k in saved and k in asked and saved[k] != asked[k]]
 
 
 def _check_same_network(saved: Mapping[str, Any], asked: Mapping[str, Any], source: str) -> None:
     # a preset against a _target_ network: one names its class by name, the other by _target_
     differs = [k for k in ("name", "_target_") if bool(saved.get(k)) != bool(asked.get(k))][:1]
-    differs += [k for k in ARCHITECTURE_KEYS if k in saved and k in asked and saved[k] != asked[k]]
+    differs += architecture_differences(saved, asked)
     if differs:
         raise CheckpointError(
             f"{source} holds model {describe_model(saved)}, but model {describe_model(asked)} was asked for "
@@ -278,9 +300,7 @@ def _check_same_network(saved: Mapping[str, Any], asked: Mapping[str, Any], sour
 
 def describe_model(model: Mapping[str, Any]) -> str:
     """``'msfs' (width=24, use_fsm=True, ...)``: a model config in one line, its architecture keys only."""
-    from deblur.models.custom import model_label
-
-    keys = [k for k in ARCHITECTURE_KEYS[2:] if k in model]
+    keys = [k for k in architecture_keys(model) if k in model]
     return f"{model_label(model)!r} (" + ", ".join(f"{k}={model[k]!r}" for k in keys) + ")"
 
 

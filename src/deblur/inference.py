@@ -193,7 +193,7 @@ def restore(
 
     Examples:
         >>> import numpy as np
-        >>> from deblur.models.registry import build_model
+        >>> from deblur.models.build import build_model
         >>> net = build_model("fddn_small").eval()
         >>> out = restore(net, np.zeros((30, 41, 3), np.uint8))
         >>> out.shape, out.dtype

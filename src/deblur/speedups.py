@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deblur.models.octconv import OctaveConv
+from deblur.models.msfs.octconv import OctaveConv
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpo
 from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
-from deblur.models.registry import size_mb
+from deblur.models.build import size_mb
 from deblur.resume_command import resume_command
 from deblur.run_folder import claim_run_folder
 from deblur.training_settings import decide_training_settings, given_settings, probe_settings
@@ -443,7 +443,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             holds another run, a training set smaller than one batch, a run that trained 0 steps.
         TrainingDiverged: a non-finite loss or final weights (naming the step and the checkpoint kept).
     """
-    from deblur.losses.registry import with_default_loss
+    from deblur.losses.build import with_default_loss
 
     if with_default_loss(cfg):
         log.info("model._target_=%s names no loss: training with loss=l1", cfg.model["_target_"])

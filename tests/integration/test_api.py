@@ -16,7 +16,7 @@ from deblur.paths import CONF_DIR, REPO_ROOT
 PUBLIC = ["compose", "build_model", "load_model", "restore", "score", "score_folders", "analyze", "datasets",
           "train", "evaluate", "predict_images", "prepare_network", "InferenceSettings"]  # fmt: skip
 #: modules whose public functions carry runnable examples
-DOCTESTED = ["deblur.config.compose", "deblur.models.registry", "deblur.checkpoints", "deblur.inference",
+DOCTESTED = ["deblur.config.compose", "deblur.models.build", "deblur.checkpoints", "deblur.inference",
              "deblur.metrics.scoring", "deblur.analysis.run", "deblur.datasets", "deblur.io",
              "deblur.utils.device"]  # fmt: skip
 

@@ -150,7 +150,7 @@ def _tiny_msfs():
     from omegaconf import OmegaConf
 
     from deblur.bench.run import compose_train
-    from deblur.models.registry import build_model
+    from deblur.models.build import build_model
 
     cfg = compose_train(["model=msfs_small", "model.width=8"])
     return build_model(OmegaConf.to_container(cfg.model, resolve=True))

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from deblur.checkpoints import CheckpointError, load_model
-from deblur.models.nafnet_weights import is_nafnet_checkpoint, nafnet_config_from_state
-from deblur.models.registry import build_model, model_config
+from deblur.models.build import build_model, model_config
+from deblur.models.nafnet.weights import is_nafnet_checkpoint, nafnet_config_from_state
 from tests.unit.test_nafnet import _manifest
 
 SMALL = {"width": 4}  # nafnet_small at width 4: a few seconds on a CPU

@@ -16,7 +16,7 @@ import deblur
 from deblur.checkpoints import CheckpointError
 from deblur.config.checks import check_train_config
 from deblur.errors import UserError
-from deblur.losses.registry import with_default_loss
+from deblur.losses.build import with_default_loss
 from tests.integration.conftest import TINY_TRAIN
 from tests.own_net import ResidualNet
 from tests.tiny import save_tiny_checkpoint

@@ -9,7 +9,7 @@ import torch
 from deblur.checkpoints import CheckpointError, load_model
 from deblur.errors import UserError
 from deblur.lit.restoration import RestorationModule
-from deblur.models.msfs_public import public_key_map, public_model_config
+from deblur.models.msfs.public import public_key_map, public_model_config
 from deblur.training import initialise_weights, train
 from tests.integration.conftest import TINY_TRAIN
 from tests.unit.test_msfs_public import _manifest
@@ -94,7 +94,7 @@ def test_eval_with_tlc_records_it_and_the_published_collector_reads_it(tmp_path)
     import json
 
     from deblur.evaluation import evaluate
-    from deblur.models.registry import build_model
+    from deblur.models.build import build_model
     from deblur.paths import REPO_ROOT
     from tests.unit.test_datasets import make_gopro
 
@@ -105,7 +105,7 @@ def test_eval_with_tlc_records_it_and_the_published_collector_reads_it(tmp_path)
     tlc = {"enabled": True, "base_size": 24, "train_size": 16}
     settings = {"device": "cpu", "precision": "fp32", "tlc": tlc}
     out = tmp_path / "evals" / "tiny-tlc_true"
-    from deblur.models.registry import model_config
+    from deblur.models.build import model_config
 
     tiny = model_config("msfs_small", **model)
     results = evaluate(weights, ["gopro"], {"gopro": root}, output_dir=out, model=tiny, settings=settings)

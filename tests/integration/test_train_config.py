@@ -5,7 +5,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
 from deblur.config.choices import check_group_choices
-from deblur.models.registry import build_model
+from deblur.models.build import build_model
 from deblur.paths import CONF_DIR
 
 MSFS_ABLATIONS = ["msfs/full", "msfs/no_fsm", "msfs/no_csffm", "msfs/no_clm", "msfs/no_consistency"]

@@ -20,7 +20,7 @@ GOOD = np.linspace(0.0, 1.0, 16 * 16 * 3, dtype=np.float32).reshape(16, 16, 3)
 
 @pytest.fixture(scope="module")
 def net() -> nn.Module:
-    from deblur.models.registry import build_model
+    from deblur.models.build import build_model
 
     torch.manual_seed(0)
     return build_model(dict(TINY_MSFS)).eval()

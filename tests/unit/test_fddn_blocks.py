@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from deblur.models.cca import ContrastAwareChannelAttention, channel_contrast
-from deblur.models.distillation import (
+from deblur.models.fddn.distillation import (
     FrequencySplitResidualBlock,
     ResidualFeatureDistillationBlock,
     make_latent_block,
 )
-from deblur.models.fdb import FrequencyDistillationBlock
-from deblur.models.fsb import FrequencySplitBlock
-from deblur.models.inception import InceptionDownsample
+from deblur.models.fddn.fdb import FrequencyDistillationBlock
+from deblur.models.fddn.fsb import FrequencySplitBlock
+from deblur.models.fddn.inception import InceptionDownsample
 from deblur.models.rcab import ResidualBlock
 
 

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from deblur.models.distillation import (
+from deblur.models.build import size_mb as fddn_size_mb
+from deblur.models.fddn.distillation import (
     FrequencySplitResidualBlock,
     ResidualFeatureDistillationBlock,
 )
-from deblur.models.fdb import FrequencyDistillationBlock
-from deblur.models.fddn import FDDN
+from deblur.models.fddn.fdb import FrequencyDistillationBlock
+from deblur.models.fddn.net import FDDN
 from deblur.models.rcab import ResidualBlock
-from deblur.models.registry import size_mb as fddn_size_mb
 
 VARIANT_BLOCKS = {
     "full": FrequencyDistillationBlock,
@@ -118,7 +118,7 @@ def test_bad_widths_name_the_value(kwargs: dict[str, float], message: str) -> No
 
 
 def test_table5_sizes_lists_every_row_next_to_the_paper():
-    from deblur.models.fddn import table5_sizes
+    from deblur.models.fddn.net import table5_sizes
 
     rows = {variant: (ours, paper) for variant, _, ours, paper in table5_sizes()}
     assert set(rows) == {"full", "no_distillation", "no_fsb", "no_fdb"}
@@ -129,7 +129,7 @@ def test_table5_sizes_lists_every_row_next_to_the_paper():
 
 
 def test_state_dicts_with_the_old_head_name_still_load() -> None:
-    from deblur.models.fddn import upgrade_state_dict
+    from deblur.models.fddn.net import upgrade_state_dict
 
     model = tiny()
     state = model.state_dict()

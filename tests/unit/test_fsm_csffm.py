@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from deblur.models.csffm import CrossScaleFeatureFusion, SkipConcatenation
-from deblur.models.fsm import FrequencySeparationModule, PlainConvModule
+from deblur.models.msfs.csffm import CrossScaleFeatureFusion, SkipConcatenation
+from deblur.models.msfs.fsm import FrequencySeparationModule, PlainConvModule
 
 
 @pytest.mark.parametrize("cin, cout", [(8, 8), (16, 8)])

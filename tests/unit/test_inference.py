@@ -10,7 +10,7 @@ from torch import nn
 
 from deblur.checkpoints import CheckpointError, load_model
 from deblur.inference import pad_and_run, tile_starts, tiled_inference
-from deblur.models.msfs_net import MSFSNet
+from deblur.models.msfs.net import MSFSNet
 
 TINY = {"width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1, "reduction": 4}
 

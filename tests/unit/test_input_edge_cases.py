@@ -14,7 +14,7 @@ import deblur
 from deblur.data.datasets import match_folders
 from deblur.data.validate import DatasetError, validate_listing
 from deblur.io import ImageReadError, read_image
-from deblur.models.msfs_net import MSFSNet
+from deblur.models.msfs.net import MSFSNet
 from deblur.prediction import collect_inputs, plan_outputs
 from tests.tiny import TINY_MSFS
 

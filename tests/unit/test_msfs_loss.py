@@ -5,7 +5,7 @@ import torch
 
 from deblur.losses.msfs import ContrastiveHighFrequencyLoss, LowFrequencyConsistencyLoss, MSFSLoss
 from deblur.models import MSFSNet
-from deblur.models.msfs_net import MSFSFeatures
+from deblur.models.msfs.net import MSFSFeatures
 
 
 def test_clm_hand_value():

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from deblur.models import MSFSNet
-from deblur.models.csffm import NoSkip
-from deblur.models.msfs_net import upgrade_state_dict
+from deblur.models.msfs.csffm import NoSkip
+from deblur.models.msfs.net import upgrade_state_dict
 from deblur.models.norm_stats import batchnorm_layers, use_batchnorm_stats
 
 TINY = dict(width=8, encoder_blocks=1, latent_blocks=1, decoder_blocks=1, reduction=4)
@@ -250,7 +250,7 @@ def test_no_skip_keeps_the_decoder_layout_and_pads_with_zeros():
 
 def test_no_skip_ablation_config_builds_the_no_skip_model(tmp_path):
     from deblur.config.compose import compose
-    from deblur.models.registry import build_model
+    from deblur.models.build import build_model
 
     cfg = compose("train", ["ablation=msfs/no_skip", f"paths.output_dir={tmp_path}", "model.width=8"])
     assert (cfg.model.use_skip, cfg.model.use_csffm, cfg.ablation_name) == (False, False, "msfs/no_skip")

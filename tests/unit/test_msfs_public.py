@@ -16,7 +16,8 @@ from torch import nn
 
 from deblur.losses.msfs import MSFSLoss
 from deblur.models import MSFSNet
-from deblur.models.msfs_public import (
+from deblur.models.build import build_model
+from deblur.models.msfs.public import (
     PUBLIC_MODEL_CONFIG,
     convert_public_state_dict,
     is_public_checkpoint,
@@ -24,7 +25,6 @@ from deblur.models.msfs_public import (
     public_model_config,
     state_from_public_checkpoint,
 )
-from deblur.models.registry import build_model
 
 MANIFEST = Path(__file__).parents[1] / "data" / "msfs_public_state_dict.tsv"
 PUBLIC_OPTIONS = dict(

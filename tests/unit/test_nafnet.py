@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 
 from deblur.config.checks import check_train_config
 from deblur.errors import UserError
-from deblur.models.nafnet import LayerNorm2d, NAFBlock, NAFNet, SimpleGate
-from deblur.models.registry import build_model
+from deblur.models.build import build_model
+from deblur.models.nafnet.net import LayerNorm2d, NAFBlock, NAFNet, SimpleGate
 from deblur.models.tlc import convert_to_tlc, revert_tlc, tlc_windows
 
 MANIFEST = Path(__file__).parents[1] / "data" / "nafnet_gopro_width32_state_dict.tsv"
@@ -97,7 +97,7 @@ def test_simple_gate_multiplies_the_two_channel_halves():
 
 
 def test_unequal_stage_counts_are_refused():
-    with pytest.raises(ValueError, match="as many decoder as encoder stages"):
+    with pytest.raises(ValueError, match=r"model.decoder_blocks=\[1\]: one count per encoder stage"):
         NAFNet(width=8, encoder_blocks=[1, 1], decoder_blocks=[1])
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deblur.models.octconv import OctaveConv, octave_channels
+from deblur.models.msfs.octconv import OctaveConv, octave_channels
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from deblur.losses.build import build_loss
 from deblur.losses.pixel import CharbonnierLoss, FFTLoss, L1Loss
-from deblur.losses.registry import build_loss
 
 
 def _image(rows: list[list[float]]) -> torch.Tensor:

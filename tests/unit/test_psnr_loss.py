@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from deblur.losses.build import build_loss
 from deblur.losses.psnr import PSNRLoss
-from deblur.losses.registry import build_loss
 
 
 def test_equation_per_image_then_mean():

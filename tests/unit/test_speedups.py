@@ -13,9 +13,9 @@ from torch import nn
 
 from deblur import speed_probe, speedups
 from deblur.inference import pad_and_run, tiled_inference
-from deblur.models.fddn import FDDN
-from deblur.models.fsm import _OctaveConvBNReLU
-from deblur.models.msfs_net import MSFSNet
+from deblur.models.fddn.net import FDDN
+from deblur.models.msfs.fsm import _OctaveConvBNReLU
+from deblur.models.msfs.net import MSFSNet
 from deblur.speedups import (
     TOLERANCES,
     InferenceOptions,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deblur.analysis.frequency import FrequencyConfig
+from deblur.config.registry import register_schema
 
 
 @dataclass
@@ -37,3 +38,6 @@ class AnalyzeSettings(FrequencyConfig):
             raise ValueError("analysis.num_workers and analysis.patch_index must be >= 0")
         if self.max_images is not None and self.max_images < 1:
             raise ValueError(f"analysis.max_images must be >= 1 or null, got {self.max_images}")
+
+
+register_schema("analysis", "analysis_schema", AnalyzeSettings)  # the types of deblur-analyze's analysis.*

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from deblur.models.fddn import TABLE5_SIZE_MB
+from deblur.models.fddn.net import TABLE5_SIZE_MB
 
 YES, NO = "✓", "✗"
 

@@ -34,7 +34,7 @@ import torch
 
 from deblur.bench import models
 from deblur.bench.timing import synchronize, time_call, time_interleaved
-from deblur.models.registry import build_model
+from deblur.models.build import build_model
 from deblur.speed_probe import choose_training_speed, resolve_speed
 from deblur.speedups import inference_context, prepare_for_inference, to_input
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from deblur.bench.timing import Timing, time_interleaved
-from deblur.models.registry import build_model
+from deblur.models.build import build_model
 from deblur.speed_probe import choose_training_speed, resolve_speed
 from deblur.speed_rule import paired
 from deblur.speedups import (

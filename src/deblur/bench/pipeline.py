@@ -132,7 +132,7 @@ def _tiling_worker(model_cfg: dict, height: int, width: int, tile: int, overlap:
     """Runs in a fresh process: build the network, note the resident memory, run one image, report."""
     from deblur.bench.timing import current_rss_bytes
     from deblur.inference import pad_and_run, tiled_inference
-    from deblur.models.registry import build_model
+    from deblur.models.build import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

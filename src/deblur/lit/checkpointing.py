@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from deblur.checkpoints import ARCHITECTURE_KEYS, check_finite_state, describe_model
+from deblur.checkpoints import architecture_differences, check_finite_state, describe_model
 from deblur.utils.files import NoSpaceLeft, atomic_write
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,13 @@ class RNGState(L.Callback):
 def check_checkpoint_model(ckpt_path: str | os.PathLike, model_cfg: dict[str, Any]) -> None:
     """Raise ``CheckpointError`` when ``ckpt_path`` holds a NaN or infinite tensor, and ``ValueError``
     naming both networks when it holds a different model than ``model_cfg`` (name, and the architecture
-    keys of :data:`deblur.checkpoints.ARCHITECTURE_KEYS`)."""
+    keys of :func:`deblur.checkpoints.architecture_differences`)."""
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
     check_finite_state(checkpoint.get("state_dict") or {}, f"ckpt_path={ckpt_path}")  # never resume from NaN
     saved = (checkpoint.get("hyper_parameters") or {}).get("model")
     if not isinstance(saved, dict):
         return  # not one of our checkpoints: Lightning's own loading will complain if it does not fit
-    differs = [k for k in ARCHITECTURE_KEYS if k in saved and k in model_cfg and saved[k] != model_cfg[k]]
+    differs = architecture_differences(saved, model_cfg)
     if differs:
         raise ValueError(
             f"ckpt_path={ckpt_path} holds model {describe_model(saved)}, but this run's config asks for "

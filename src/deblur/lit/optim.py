@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-SCHEDULERS = ("constant", "step", "cosine", "linear", "linear_decrement")
+from deblur.config.schema import SCHEDULERS
 
 
 def build_optimizer(params: Any, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:

@@ -14,8 +14,8 @@ import torch
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from deblur.lit.optim import build_optimizer, lr_factor_fn
-from deblur.losses.registry import build_loss
-from deblur.models.registry import build_model
+from deblur.losses.build import build_loss
+from deblur.models.build import build_model
 
 
 def _psnr() -> PeakSignalNoiseRatio:

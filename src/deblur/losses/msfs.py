@@ -37,12 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deblur.models.msfs_net import MSFSFeatures
+from deblur.config.rules import refuse
+from deblur.losses.configs import msfs_loss_rules
+from deblur.models.msfs.net import MSFSFeatures
 
 Encoder = Callable[..., tuple[list[torch.Tensor], list[torch.Tensor]]]
 #: names of the per-scale CLM parts, scale k = 0, 1, 2 (finer scales first)
 SCALE_NAMES = ("full", "half", "quarter")
-REENCODE_BATCHNORM = ("batch", "frozen")
 
 
 class ContrastiveHighFrequencyLoss(nn.Module):
@@ -123,16 +124,10 @@ class MSFSLoss(nn.Module):
         reencode_batchnorm: Literal["batch", "frozen"] = "batch",
     ) -> None:
         super().__init__()
-        if positive not in ("output", "target"):
-            raise ValueError(f"loss.positive must be 'output' or 'target', got {positive!r}")
-        if reencode_batchnorm not in REENCODE_BATCHNORM:
-            raise ValueError(
-                f"loss.reencode_batchnorm must be 'batch' or 'frozen', got {reencode_batchnorm!r}"
-            )
-        if lambda_high < 0 or lambda_low < 0:
-            raise ValueError(
-                f"loss weights must be >= 0, got lambda_high={lambda_high}, lambda_low={lambda_low}"
-            )
+        refuse(msfs_loss_rules({
+            "lambda_high": lambda_high, "lambda_low": lambda_low, "positive": positive, "eps": eps,
+            "reencode_batchnorm": reencode_batchnorm,
+        }))  # fmt: skip
         self.lambda_high = lambda_high
         self.lambda_low = lambda_low
         self.positive = positive

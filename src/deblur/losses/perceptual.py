@@ -15,7 +15,9 @@ from torch import nn
 from torchvision.models import VGG16_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
+from deblur.config.rules import refuse
 from deblur.errors import UserError
+from deblur.losses.configs import fddn_loss_rules
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -204,8 +206,7 @@ class FDDNLoss(nn.Module):
         weights_path: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        if lambda_perceptual < 0:
-            raise ValueError(f"FDDNLoss lambda_perceptual={lambda_perceptual} must be >= 0")
+        refuse(fddn_loss_rules({"lambda_perceptual": lambda_perceptual}))
         self.lambda_perceptual = float(lambda_perceptual)
         self.perceptual = VGGPerceptualLoss(pretrained=pretrained, weights_path=weights_path)
 

@@ -17,10 +17,11 @@ and the named terms for the training log (``train/l1``, ``train/fft`` ...).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from deblur.config.rules import refuse
+from deblur.losses.configs import eps_rules, fft_loss_rules
 
 _Parts = dict[str, torch.Tensor]
 
@@ -39,13 +40,6 @@ def _pair(name: str, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Te
     return pred.float(), target.float()
 
 
-def _positive(name: str, key: str, value: object, zero_ok: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not zero_ok):
-        raise ValueError(f"{name} {key}={value!r} must be a number {'>=' if zero_ok else '>'} 0")
-    return float(value)
-
-
 class L1Loss(nn.Module):
     """``mean |pred - target|``; parts ``{"l1": ...}``."""
 
@@ -60,7 +54,8 @@ class CharbonnierLoss(nn.Module):
 
     def __init__(self, eps: float = CHARBONNIER_EPS) -> None:
         super().__init__()
-        self.eps = _positive("CharbonnierLoss", "eps", eps)
+        refuse(eps_rules({"eps": eps}))
+        self.eps = float(eps)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, _Parts]:
         pred, target = _pair("CharbonnierLoss", pred, target)
@@ -73,7 +68,8 @@ class FFTLoss(nn.Module):
 
     def __init__(self, fft_weight: float = FFT_WEIGHT) -> None:
         super().__init__()
-        self.fft_weight = _positive("FFTLoss", "fft_weight", fft_weight, zero_ok=True)
+        refuse(fft_loss_rules({"fft_weight": fft_weight}))
+        self.fft_weight = float(fft_weight)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, _Parts]:
         pred, target = _pair("FFTLoss", pred, target)

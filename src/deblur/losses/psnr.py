@@ -8,10 +8,11 @@ well-restored images are not drowned by the hard ones, as under a plain MSE.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from deblur.config.rules import refuse
+from deblur.losses.configs import eps_rules
 
 #: the authors' epsilon inside the log
 PSNR_LOSS_EPS = 1e-8
@@ -26,8 +27,7 @@ class PSNRLoss(nn.Module):
 
     def __init__(self, eps: float = PSNR_LOSS_EPS) -> None:
         super().__init__()
-        if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
-            raise ValueError(f"PSNRLoss eps={eps!r} must be a number > 0")
+        refuse(eps_rules({"eps": eps}))
         self.eps = float(eps)
 
     def forward(

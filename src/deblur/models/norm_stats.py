@@ -1,7 +1,7 @@
 """Reusing one pass's BatchNorm batch statistics in a later pass of the same module.
 
 MSFS-Net runs its encoder on the blurry input and then again on the deblurred (or sharp) image for the
-losses of Eq. 5-6 (:meth:`deblur.models.msfs_net.MSFSNet.encode_frequencies`). In training mode every such
+losses of Eq. 5-6 (:meth:`deblur.models.msfs.net.MSFSNet.encode_frequencies`). In training mode every such
 pass normalises with its own batch statistics and moves the BatchNorm running estimates, although at
 evaluation only blurry images pass through. These two context managers let the second pass normalise with
 the statistics of the first and leave the running estimates alone:

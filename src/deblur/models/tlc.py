@@ -11,7 +11,7 @@ Converted, in place and reversibly, by :func:`convert_to_tlc` / :func:`revert_tl
 
 * RCAB's squeeze-and-excitation (:class:`deblur.models.rcab.ChannelAttention`, both networks): its
   ``squeeze`` (``nn.AdaptiveAvgPool2d(1)``) becomes :class:`LocalAvgPool2d`;
-* NAFNet's simplified channel attention (:class:`deblur.models.nafnet.SimplifiedChannelAttention`, the
+* NAFNet's simplified channel attention (:class:`deblur.models.nafnet.net.SimplifiedChannelAttention`, the
   authors' ``sca``): its child ``0`` (``nn.AdaptiveAvgPool2d(1)``) becomes :class:`LocalAvgPool2d`, as in
   the authors' ``NAFNetLocal``;
 * FDDN's contrast-aware attention (:class:`deblur.models.cca.ContrastAwareChannelAttention`, FDB Eq. 11):
@@ -65,7 +65,7 @@ from torch import nn
 from torch.func import functional_call
 
 from deblur.models.cca import CONTRAST_EPS, ChannelContrast, ContrastAwareChannelAttention, channel_contrast
-from deblur.models.nafnet import SimplifiedChannelAttention
+from deblur.models.nafnet.net import SimplifiedChannelAttention
 from deblur.models.rcab import ChannelAttention
 
 Window = tuple[int, int]
@@ -304,7 +304,7 @@ def convert_to_tlc(net: nn.Module, base_size: int = 384, train_size: int = 256) 
     Args:
         net: a network with :class:`~deblur.models.rcab.ChannelAttention` (RCAB; MSFS-Net, FDDN),
             :class:`~deblur.models.cca.ContrastAwareChannelAttention` (FDDN's FDBs) and / or
-            :class:`~deblur.models.nafnet.SimplifiedChannelAttention` (NAFNet) modules, found by type.
+            :class:`~deblur.models.nafnet.net.SimplifiedChannelAttention` (NAFNet) modules, found by type.
         base_size: the window at input resolution, in pixels (config key ``tlc.base_size``; paper: 384).
         train_size: the training crop size (``tlc.train_size``; 256 for GoPro training).
 

@@ -2,7 +2,7 @@
 deblurring baseline, a nonlinear-activation-free U-Net.
 
 Structure (paper Fig. 3c and Sec. 3; module names are the authors', so their released state dicts load
-strictly, see :mod:`deblur.models.nafnet_weights`)::
+strictly, see :mod:`deblur.models.nafnet.weights`)::
 
     input (N, C_in, H, W), zero-padded at the bottom / right to (H', W'), multiples of 2^len(encoder_blocks)
     intro: 3x3 conv C_in -> w
@@ -31,6 +31,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from deblur.config.rules import refuse
+from deblur.models.nafnet.config import nafnet_rules
 
 #: LayerNorm2d's epsilon (the authors' ``arch_util.LayerNorm2d``)
 LAYER_NORM_EPS = 1e-6
@@ -121,13 +124,6 @@ def _up(channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(channels, 2 * channels, 1, bias=False), nn.PixelShuffle(2))
 
 
-def _counts(key: str, value: Sequence[int] | int, many: bool) -> list[int]:
-    values = list(value) if many else [value]  # type: ignore[arg-type]
-    if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values):
-        raise ValueError(f"NAFNet {key}={value!r}: block counts must be integers >= 0")
-    return values
-
-
 class NAFNet(nn.Module):
     """NAFNet: blurry (N, C_in, H, W) -> restored (N, C_in, H, W), any H x W (module docstring).
 
@@ -150,16 +146,12 @@ class NAFNet(nn.Module):
         decoder_blocks: Sequence[int] = (1, 1, 1, 1),
     ) -> None:
         super().__init__()
-        if in_channels < 1 or width < 1:
-            raise ValueError(f"NAFNet in_channels={in_channels} and width={width} must be >= 1")
-        encoder = _counts("encoder_blocks", encoder_blocks, True)
-        decoder = _counts("decoder_blocks", decoder_blocks, True)
-        middle = _counts("middle_blocks", middle_blocks, False)[0]
-        if len(encoder) != len(decoder):
-            raise ValueError(
-                f"NAFNet needs as many decoder as encoder stages, got encoder_blocks={encoder} and "
-                f"decoder_blocks={decoder}"
-            )
+        refuse(nafnet_rules({
+            "in_channels": in_channels, "width": width, "encoder_blocks": encoder_blocks,
+            "middle_blocks": middle_blocks, "decoder_blocks": decoder_blocks,
+        }))  # fmt: skip
+        encoder, decoder = list(encoder_blocks), list(decoder_blocks)
+        middle = middle_blocks
         self.in_channels = in_channels
         #: inputs are zero-padded to a multiple of this (one 2x down-sampling per encoder stage)
         self.pad_multiple = 2 ** len(encoder)

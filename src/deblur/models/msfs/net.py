@@ -33,7 +33,7 @@ output (or, optionally, the target) image gives the positives and the low-freque
 
 Defaults (``model=msfs``) reproduce the published model's size (21.6 M parameters: C = 64, n = 8, m = 10,
 d = 30) in our corrected layout. Options reproduce the authors' public layout exactly, so that their
-released weights load (``model=msfs_public``, :mod:`deblur.models.msfs_public`); docs/models.md lists the
+released weights load (``model=msfs_public``, :mod:`deblur.models.msfs.public`); docs/models.md lists the
 differences and why each exists.
 
 State-dict keys were renamed from index-based names (``decoder_fsm.2``, ``fusion.1``, ``head`` ...) to the
@@ -50,9 +50,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deblur.models.csffm import CrossScaleFeatureFusion, NoSkip, SkipConcatenation
-from deblur.models.fsm import FrequencyFeatures, FrequencySeparationModule, PlainConvModule
+from deblur.config.rules import refuse
 from deblur.models.legacy_keys import register_upgrade, rename_keys
+from deblur.models.msfs.config import msfs_rules
+from deblur.models.msfs.csffm import CrossScaleFeatureFusion, NoSkip, SkipConcatenation
+from deblur.models.msfs.fsm import FrequencyFeatures, FrequencySeparationModule, PlainConvModule
 from deblur.models.norm_stats import (
     BatchNormStats,
     batchnorm_layers,
@@ -101,12 +103,6 @@ class EncoderOutput(NamedTuple):
     skip_quarter: torch.Tensor
     high: list[torch.Tensor | None]
     low: list[torch.Tensor | None]
-
-
-def _check_count(**values: int) -> None:
-    for key, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"MSFSNet: {key} must be a non-negative integer, got {value!r}")
 
 
 class DownSample(nn.Sequential):
@@ -257,7 +253,7 @@ class MSFSNet(nn.Module):
         use_csffm: False replaces each CSFFM by a plain skip concatenation (Table 4, "w/o CSFFM", first
             reading: the same two features, without the learnable mix).
         use_skip: False removes the encoder-to-decoder connection altogether (Table 4, "w/o CSFFM", second
-            reading): each decoder stage gets ``[f_de, 0]`` (:class:`~deblur.models.csffm.NoSkip`), the
+            reading): each decoder stage gets ``[f_de, 0]`` (:class:`~deblur.models.msfs.csffm.NoSkip`), the
             encoder reaches the decoder only through the latent path. ``use_csffm`` is then ignored.
         csffm_init: initial theta (1/4 scale) and gamma (1/2 scale) of the CSFFMs (Eq. 3-4).
         norm: normalisation inside the FSMs: "batch" (the public code) or "none" (small-batch runs).
@@ -309,19 +305,11 @@ class MSFSNet(nn.Module):
         skip_first_encoder_blocks: bool = False,
     ) -> None:
         super().__init__()
-        _check_count(
-            encoder_blocks=encoder_blocks, latent_blocks=latent_blocks, decoder_blocks=decoder_blocks
-        )
-        if not isinstance(width, int) or isinstance(width, bool) or width < 2 or width % 2:
-            raise ValueError(f"MSFSNet: width must be an even integer >= 2, got {width!r}")
-        if not isinstance(reduction, int) or reduction < 1:
-            raise ValueError(f"MSFSNet: reduction must be a positive integer, got {reduction!r}")
-        if norm not in ("batch", "none"):
-            raise ValueError(f"MSFSNet: norm must be 'batch' or 'none', got {norm!r}")
-        if len(csffm_init) != 2:
-            raise ValueError(f"MSFSNet: csffm_init needs two values (theta, gamma), got {csffm_init!r}")
-        if not isinstance(out_kernel_size, int) or out_kernel_size < 1 or out_kernel_size % 2 == 0:
-            raise ValueError(f"MSFSNet: out_kernel_size must be an odd integer >= 1, got {out_kernel_size!r}")
+        refuse(msfs_rules({
+            "in_channels": in_channels, "width": width, "encoder_blocks": encoder_blocks,
+            "latent_blocks": latent_blocks, "decoder_blocks": decoder_blocks, "reduction": reduction,
+            "norm": norm, "csffm_init": csffm_init, "out_kernel_size": out_kernel_size,
+        }))  # fmt: skip
         self.use_fsm = use_fsm
         self.use_skip = use_skip
         self.in_channels = in_channels

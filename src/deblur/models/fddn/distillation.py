@@ -5,7 +5,7 @@ Table 5 rows and the block each FDDN ``variant`` stacks 16 times in the latent s
 =================  ============  =====  ===  ==================================================
 variant            distillation  FSB    FDB  latent block
 =================  ============  =====  ===  ==================================================
-``full``           yes           yes    yes  :class:`~deblur.models.fdb.FrequencyDistillationBlock`
+``full``           yes           yes    yes  :class:`~deblur.models.fddn.fdb.FrequencyDistillationBlock`
 ``no_distillation``  no          yes    --   :class:`FrequencySplitResidualBlock`
 ``no_fsb``         yes           no     --   :class:`ResidualFeatureDistillationBlock` (RFDB-style)
 ``no_fdb``         --            --     no   :class:`deblur.models.rcab.ResidualBlock`
@@ -21,11 +21,10 @@ import torch
 from torch import nn
 
 from deblur.models.cca import ContrastAwareChannelAttention
-from deblur.models.fdb import FrequencyDistillationBlock
-from deblur.models.fsb import LEAKY_SLOPE, FrequencySplitBlock, fsb_channels
+from deblur.models.fddn.config import LATENT_VARIANTS
+from deblur.models.fddn.fdb import FrequencyDistillationBlock
+from deblur.models.fddn.fsb import LEAKY_SLOPE, FrequencySplitBlock, fsb_channels
 from deblur.models.rcab import ResidualBlock
-
-LATENT_VARIANTS = ("full", "no_distillation", "no_fsb", "no_fdb")
 
 
 class FrequencySplitResidualBlock(nn.Module):

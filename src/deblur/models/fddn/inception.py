@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deblur.models.fsb import LEAKY_SLOPE
+from deblur.models.fddn.fsb import LEAKY_SLOPE
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int) -> list[nn.Module]:

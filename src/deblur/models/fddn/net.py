@@ -3,7 +3,7 @@
 Encoder (two inception down-sampling blocks, Sec. 3.1) -> 16 latent blocks at 1/4 resolution (FDBs, Sec. 3.3)
 -> decoder of RCABs and pixel-shuffle up-samplers (Sec. 3.1, Fig. 3) with encoder-decoder skips.
 
-Model size (fp32 parameter bytes / 2**20, :func:`deblur.models.registry.size_mb`) of the defaults,
+Model size (fp32 parameter bytes / 2**20, :func:`deblur.models.size.size_mb`) of the defaults,
 ``width=12`` (latent width 48), ``num_fdb=16``, ``ratio=0.5``, ``decoder_rcabs=1``, next to the paper's
 Tables 3 and 5:
 
@@ -41,12 +41,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from deblur.models.distillation import LATENT_VARIANTS, make_latent_block
-from deblur.models.fsb import LEAKY_SLOPE, fsb_channels
-from deblur.models.inception import InceptionDownsample
+from deblur.config.rules import refuse
+from deblur.models.fddn.config import fddn_rules
+from deblur.models.fddn.distillation import make_latent_block
+from deblur.models.fddn.fsb import LEAKY_SLOPE, fsb_channels
+from deblur.models.fddn.inception import InceptionDownsample
 from deblur.models.legacy_keys import register_upgrade, rename_keys
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.models.rcab import RCAB
+from deblur.models.size import size_mb
 from deblur.models.upsample import PixelShuffleUpsample
 
 
@@ -110,20 +113,11 @@ class FDDN(nn.Module):
         rcab_reduction: int = 16,
     ) -> None:
         super().__init__()
-        if variant not in LATENT_VARIANTS:
-            raise ValueError(f"unknown FDDN variant={variant!r}; choose one of {', '.join(LATENT_VARIANTS)}")
-        if in_channels < 1:
-            raise ValueError(f"FDDN in_channels={in_channels} must be >= 1")
-        if width < 2:
-            raise ValueError(
-                f"FDDN width={width} must be >= 2 (the first inception block needs 2*width >= 4)"
-            )
-        if num_fdb < 1:
-            raise ValueError(f"FDDN num_fdb={num_fdb} must be >= 1")
-        if decoder_rcabs < 0:
-            raise ValueError(f"FDDN decoder_rcabs={decoder_rcabs} must be >= 0")
-        if not 0.0 < ratio < 1.0:
-            raise ValueError(f"FDDN ratio={ratio} must lie strictly between 0 and 1")
+        refuse(fddn_rules({
+            "in_channels": in_channels, "width": width, "num_fdb": num_fdb, "ratio": ratio,
+            "variant": variant, "decoder_rcabs": decoder_rcabs, "cca_reduction": cca_reduction,
+            "rcab_reduction": rcab_reduction,
+        }))  # fmt: skip
         latent = 4 * width
         try:
             fsb_channels(latent, ratio)
@@ -174,7 +168,6 @@ TABLE5_SIZE_MB = {"no_distillation": 9.05, "no_fsb": 7.96, "no_fdb": 7.89, "full
 def table5_sizes(**kwargs: object) -> list[tuple[str, int, float, float]]:
     """(variant, parameters, our fp32 MB, paper MB) for each Table 5 row, at the given FDDN arguments."""
     rows = []
-    from deblur.models.registry import size_mb
 
     for variant, paper_mb in TABLE5_SIZE_MB.items():
         model = FDDN(variant=variant, **kwargs)
@@ -182,7 +175,7 @@ def table5_sizes(**kwargs: object) -> list[tuple[str, int, float, float]]:
     return rows
 
 
-if __name__ == "__main__":  # python -m deblur.models.fddn: the sizes next to the paper's Table 5
+if __name__ == "__main__":  # python -m deblur.models.fddn.net: the sizes next to the paper's Table 5
     print(f"{'variant':<18}{'parameters':>12}{'ours (MB)':>11}{'paper (MB)':>12}")
     for variant, params, ours, paper in table5_sizes():
         print(f"{variant:<18}{params:>12,}{ours:>11.2f}{paper:>12.2f}")

@@ -1,8 +1,8 @@
 """Frequency distillation block (FDB), FDDN paper Sec. 3.3, Eq. 6-11 and Fig. 5b.
 
 The FDB is an information-distillation block (IMDN / RFDB family) whose channel split is the frequency split
-block (:class:`deblur.models.fsb.FrequencySplitBlock`): after each layer the high-frequency part is kept for
-the final fusion and only the low-frequency part is refined further ("recursion on the low part").
+block (:class:`deblur.models.fddn.fsb.FrequencySplitBlock`): after each layer the high-frequency part is kept
+for the final fusion and only the low-frequency part is refined further ("recursion on the low part").
 
 Widths (ours, following IMDN's pattern, where every refinement conv restores the full width and the last conv
 produces only a distilled-width output). With ``C = channels``, ``H = round(ratio * C)``, ``L = C - H``:
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from deblur.models.cca import ContrastAwareChannelAttention
-from deblur.models.fsb import LEAKY_SLOPE, FrequencySplitBlock, fsb_channels
+from deblur.models.fddn.fsb import LEAKY_SLOPE, FrequencySplitBlock, fsb_channels
 
 
 class FrequencyDistillationBlock(nn.Module):

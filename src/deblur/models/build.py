@@ -1,48 +1,15 @@
-"""Build a network from its config node (``cfg.model``): ``name`` picks the class, the rest are arguments."""
+"""Build a network from its config node (``cfg.model``): ``name`` picks a declared network
+(:mod:`deblur.config.registry`), the rest are its arguments; ``_target_`` names a user's own class."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-
-def _msfs(**kwargs: Any) -> nn.Module:
-    from deblur.models.msfs_net import MSFSNet
-
-    if "csffm_init" in kwargs:
-        kwargs["csffm_init"] = tuple(kwargs["csffm_init"])
-    return MSFSNet(**kwargs)
-
-
-def _fddn(**kwargs: Any) -> nn.Module:
-    from deblur.models.fddn import FDDN
-
-    return FDDN(**kwargs)
-
-
-def _nafnet(**kwargs: Any) -> nn.Module:
-    from deblur.models.nafnet import NAFNet
-
-    return NAFNet(**kwargs)
-
-
-MODELS: dict[str, Callable[..., nn.Module]] = {"msfs": _msfs, "fddn": _fddn, "nafnet": _nafnet}
-
-
-def size_mb(model_or_params: nn.Module | int) -> float:
-    """fp32 size of a network's parameters in MB as the papers' tables count it: 4 bytes per parameter /
-    2**20 (MiB, the ``torchsummary`` "Params size (MB)" convention).
-
-    Examples:
-        >>> round(size_mb(2_117_474), 2)    # FDDN's paper model: 8.08 MB (Table 3)
-        8.08
-    """
-    params = model_or_params if isinstance(model_or_params, int) else sum(
-        p.numel() for p in model_or_params.parameters()
-    )
-    return 4 * params / 2**20
+from deblur.config.registry import component, components
+from deblur.config.target import is_target_config
 
 
 def model_config(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -98,11 +65,13 @@ def build_model(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> nn.Mo
         ('FDDN', True)
     """
     args = model_config(name_or_cfg, **overrides)
-    from deblur.models.custom import build_target, is_target_config
-
     if is_target_config(args):
+        from deblur.models.custom import build_target
+
         return build_target(args)
     name = args.pop("name", None)
-    if name not in MODELS:
-        raise ValueError(f"model.name={name!r} is not a known network; options: {sorted(MODELS)}")
-    return MODELS[name](**args)
+    network = component("model", name)
+    if network is None:
+        options = sorted(components("model"))
+        raise ValueError(f"model.name={name!r} is not a known network; options: {options}")
+    return network.build(**args)

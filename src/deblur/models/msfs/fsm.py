@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from deblur.models.octconv import OctaveConv, OctaveFeature
+from deblur.models.msfs.octconv import OctaveConv, OctaveFeature
 
 
 class FrequencyFeatures(NamedTuple):

@@ -43,6 +43,8 @@ from typing import Any
 
 import torch
 
+from deblur.config.registry import WeightsFormat
+
 #: the ``model`` config of ``model=msfs_public`` (conf/model/msfs_public.yaml), as build_model takes it
 PUBLIC_MODEL_CONFIG: Mapping[str, Any] = MappingProxyType(
     {
@@ -135,7 +137,7 @@ def _public_name(ours: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _key_map() -> tuple[tuple[str, str], ...]:
-    from deblur.models.msfs_net import MSFSNet
+    from deblur.models.msfs.net import MSFSNet
 
     cfg = dict(PUBLIC_MODEL_CONFIG)
     cfg.pop("name")
@@ -247,3 +249,18 @@ def state_from_public_checkpoint(obj: Mapping[str, Any]) -> dict[str, torch.Tens
     if not is_public_checkpoint(obj):
         raise ValueError("not a checkpoint of the MSFS-Net authors' public code (no 'model' state dict)")
     return convert_public_state_dict(obj["model"])
+
+
+def _read_public(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    return state_from_public_checkpoint(obj), public_model_config()
+
+
+#: the authors' ``model.pkl`` files as :func:`deblur.checkpoints.load_model` reads them (declared in
+#: :mod:`deblur.models.msfs.config`): they fit ``model=msfs_public`` alone (any ``csffm_init``)
+AUTHORS_WEIGHTS = WeightsFormat(
+    label="the MSFS-Net authors' released weights (their FreNet layout)",
+    recognise=is_public_checkpoint,
+    read=_read_public,
+    only_preset="msfs_public",
+    free_keys=("csffm_init",),
+)

@@ -1,9 +1,9 @@
 """Recognise and read the NAFNet authors' released weights (megvii-research/NAFNet, BasicSR format).
 
 Their files (``NAFNet-GoPro-width32.pth``, ``NAFNet-GoPro-width64.pth``, ``NAFNet-SIDD-width64.pth`` ...)
-hold ``{"params": state_dict}`` with the key names of :class:`deblur.models.nafnet.NAFNet` (``intro.weight``,
-``encoders.3.27.sca.1.weight``, ``middle_blks.0.beta``, ``ups.0.0.weight`` ...), so no renaming is needed:
-the state dict loads as it is. The network's configuration is read off the state dict
+hold ``{"params": state_dict}`` with the key names of :class:`deblur.models.nafnet.net.NAFNet`
+(``intro.weight``, ``encoders.3.27.sca.1.weight``, ``middle_blks.0.beta``, ``ups.0.0.weight`` ...), so no
+renaming is needed: the state dict loads as it is. The network's configuration is read off the state dict
 (:func:`nafnet_config_from_state`), so a width-64 file builds the width-64 network.
 
 Usage::
@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from deblur.config.registry import WeightsFormat
 
 #: keys every NAFNet state dict has
 _MARKERS = ("intro.weight", "intro.bias", "ending.weight", "ending.bias")
@@ -87,3 +89,15 @@ def nafnet_config_from_state(state: Mapping[str, torch.Tensor]) -> dict[str, Any
         "middle_blocks": blocks.get(("middle_blks", 0), 0),
         "decoder_blocks": [blocks.get(("decoders", i), 0) for i in range(decoder_stages)],
     }
+
+
+def _read_nafnet(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = nafnet_state(obj)
+    return state, nafnet_config_from_state(state)
+
+
+#: the NAFNet authors' ``{'params': state_dict}`` files as :func:`deblur.checkpoints.load_model` reads
+#: them (declared in :mod:`deblur.models.nafnet.config`): the NAFNet their keys describe
+AUTHORS_WEIGHTS = WeightsFormat(
+    label="the NAFNet authors' weights format", recognise=is_nafnet_checkpoint, read=_read_nafnet
+)

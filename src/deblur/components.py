@@ -1,0 +1,19 @@
+"""The suite's built-in components, declared in :mod:`deblur.config.registry` before any config is composed
+or checked (``import deblur`` imports this module first).
+
+Each network declares itself in its package's ``config`` module, the losses in :mod:`deblur.losses.configs`;
+their code (the ``nn.Module`` classes, torchvision for the perceptual loss) is imported only when one is
+built. A new built-in network adds one line here.
+"""
+
+from __future__ import annotations
+
+import deblur.analysis.settings  # noqa: F401  (declares analysis/analysis_schema)
+import deblur.losses.configs  # noqa: F401
+import deblur.models.fddn.config  # noqa: F401
+import deblur.models.msfs.config  # noqa: F401
+import deblur.models.nafnet.config  # noqa: F401
+from deblur.config.registry import register_group_check
+
+# deblur-train's augment group is checked by building its pipeline (its errors name the transform)
+register_group_check("augment", "deblur.data.augment:make_pipeline")

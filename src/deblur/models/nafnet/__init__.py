@@ -1,0 +1,2 @@
+"""NAFNet: its declaration (:mod:`.config`), the network (:mod:`.net`) and the authors' weights format
+(:mod:`.weights`)."""
