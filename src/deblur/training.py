@@ -47,7 +47,7 @@ from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpo
 from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
-from deblur.models.build import size_mb
+from deblur.models.size import size_mb
 from deblur.resume_command import resume_command
 from deblur.run_folder import claim_run_folder
 from deblur.training_settings import decide_training_settings, given_settings, probe_settings

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from deblur.models.build import size_mb as fddn_size_mb
 from deblur.models.fddn.distillation import (
     FrequencySplitResidualBlock,
     ResidualFeatureDistillationBlock,
@@ -14,6 +13,7 @@ from deblur.models.fddn.distillation import (
 from deblur.models.fddn.fdb import FrequencyDistillationBlock
 from deblur.models.fddn.net import FDDN
 from deblur.models.rcab import ResidualBlock
+from deblur.models.size import size_mb as fddn_size_mb
 
 VARIANT_BLOCKS = {
     "full": FrequencyDistillationBlock,

@@ -113,7 +113,7 @@ def test_per_scale_clm_parts_are_the_eq5_summands():
     a, p = [torch.zeros(1, 1, 2, 2)] * 3, [torch.ones(1, 1, 2, 2)] * 3
     n = [torch.full((1, 1, 2, 2), k + 2.0) for k in range(3)]
     feats = MSFSFeatures(enc_high=n, enc_low=[torch.zeros(1)] * 3, dec_high=a)
-    loss = MSFSLoss(lambda_high=1.0, lambda_low=0.0, eps=0.0)
+    loss = MSFSLoss(lambda_high=1.0, lambda_low=0.0, eps=1e-12)  # loss.eps must be > 0
     _, parts = loss(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), features=feats, encode=lambda im: (p, p))
     per_scale = [parts[f"clm_{s}"].item() for s in ("full", "half", "quarter")]
     assert per_scale == pytest.approx([1 / 2, 1 / 3, 1 / 4])
