@@ -17,9 +17,9 @@ from torch import nn
 
 import deblur
 from deblur.checkpoints import architecture_differences, architecture_keys
-from deblur.cli.help import component_lines
 from deblur.config import registry
 from deblur.config.checks import check_train_config
+from deblur.config.choices import component_lines
 from deblur.config.rules import Problems
 from deblur.config.schema import register_configs
 from deblur.errors import UserError

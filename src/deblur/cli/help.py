@@ -4,9 +4,8 @@ Hydra prints ``hydra.help.template`` for ``--help``; ``conf/hydra/default.yaml``
 ``${deblur.help:${task_name}}`` (registered by :func:`register_help_resolver`, which every command's entry
 point calls), which :func:`command_help` fills in from the command's module docstring
 (``deblur.cli.<task>``) and the composed config: the keys still ``???`` (required), and the config groups
-the command composes with their options (never the ConfigStore's ``*_schema`` nodes, which Hydra's own
-``$APP_CONFIG_GROUPS`` would list), and under ``model`` and ``loss`` the declared networks and losses their
-``name`` picks. Hydra's ``$FLAGS_HELP`` and ``$CONFIG`` follow.
+the command composes with their options (no ConfigStore ``*_schema`` node) and the declared networks and
+losses (``model.name``, ``loss.name``). Hydra's ``$FLAGS_HELP`` and ``$CONFIG`` follow.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from deblur.config.choices import group_options
-from deblur.config.registry import GROUPS, components
+from deblur.config.choices import component_lines, group_options
 from deblur.paths import CONF_DIR
 
 _ROLE = re.compile(r":\w+:`~?([^`]+)`")  # :func:`deblur.x` -> deblur.x
@@ -55,21 +53,8 @@ def group_lines(root: DictConfig) -> list[str]:
         if group == "hydra" or group.startswith("hydra/") or not (CONF_DIR / group).is_dir():
             continue
         options = ", ".join(group_options(CONF_DIR, group))
-        lines.append(f"  {group}: {options}  (now: {choices[group] or 'none'})")
-        lines += component_lines(group)
+        lines += [f"  {group}: {options}  (now: {choices[group] or 'none'})", *component_lines(group)]
     return lines
-
-
-#: what else a group's node may name besides its declared components
-_ALSO = {"model": " (or _target_: your own network, docs/own_network.md)"}
-
-
-def component_lines(group: str) -> list[str]:
-    """``    model.name: fddn, msfs, nafnet ...``: the declared components (:mod:`deblur.config.registry`) a
-    ``model`` or ``loss`` node picks by ``name``; none for other groups."""
-    if group not in GROUPS:
-        return []
-    return [f"    {group}.name: {', '.join(sorted(components(group)))}{_ALSO.get(group, '')}"]
 
 
 def command_help(task: str, *, _root_: Any) -> str:

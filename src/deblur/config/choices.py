@@ -18,6 +18,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from deblur.config.registry import GROUPS, components
+
 _OVERRIDE = re.compile(r"^(?P<prefix>[+~]{0,2})(?P<group>[A-Za-z_][\w/]*)=(?P<value>.*)$")
 _CHOICE_SWEEP = re.compile(r"^choice\((?P<items>.*)\)$")
 #: ConfigStore nodes that type a group's options; never an option themselves
@@ -32,6 +34,19 @@ def group_options(conf_dir: Path, group: str) -> list[str]:
     root = conf_dir / group
     options = (str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
     return sorted(o for o in options if not o.endswith(SCHEMA_SUFFIX))
+
+
+#: what else a group's node may name besides its declared components
+_ALSO = {"model": " (or _target_: your own network, docs/own_network.md)"}
+
+
+def component_lines(group: str) -> list[str]:
+    """``    model.name: fddn, msfs, nafnet ...``: the declared components (:mod:`deblur.config.registry`) a
+    ``model`` or ``loss`` node picks by ``name`` (``--help`` lists them under the group); none for other
+    groups."""
+    if group not in GROUPS:
+        return []
+    return [f"    {group}.name: {', '.join(sorted(components(group)))}{_ALSO.get(group, '')}"]
 
 
 def _choices(value: str) -> list[str] | None:
