@@ -18,7 +18,8 @@ PUBLIC = ["compose", "build_model", "load_model", "restore", "score", "score_fol
 #: modules whose public functions carry runnable examples
 DOCTESTED = ["deblur.config.compose", "deblur.models.build", "deblur.checkpoints", "deblur.inference",
              "deblur.metrics.scoring", "deblur.analysis.run", "deblur.datasets", "deblur.io",
-             "deblur.utils.device"]  # fmt: skip
+             "deblur.utils.device", "deblur.config.registry", "deblur.config.rules", "deblur.models.size",
+             "deblur.config.checks"]  # fmt: skip
 
 
 def test_import_deblur_exposes_the_public_names():

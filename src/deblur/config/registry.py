@@ -17,7 +17,7 @@ This module imports nothing of the suite's models, losses or Lightning code: eve
     >>> from dataclasses import dataclass
     >>> @dataclass
     ... class TinyConfig:
-    ...     name: str = "tiny"
+    ...     name: str = "tiny_doc"
     ...     width: int = 4
     >>> entry = register_model("tiny_doc", config=TinyConfig, builder="torch.nn:Identity")
     >>> entry.options(), "tiny_doc" in components("model")
