@@ -1,4 +1,4 @@
-"""NAFNet (models/nafnet.py): the facts that make it the authors' network, checked without their code.
+"""NAFNet (models/nafnet/net.py): the facts that make it the authors' network, checked without their code.
 
 tests/data/nafnet_gopro_width32_state_dict.tsv lists every key of the state dict of the authors'
 ``NAFNet(width=32, enc_blk_nums=[1, 1, 1, 28], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1])`` with its shape
