@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deblur.config.registry import GROUPS, WeightsFormat, component, components
+from deblur.config.registry import WeightsFormat, component, components
 from deblur.config.target import is_target_config, model_label
 from deblur.errors import UserError
 from deblur.utils.device import select_device
@@ -112,7 +112,7 @@ def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 def weights_formats() -> list[WeightsFormat]:
     """The foreign weights formats the declared networks read."""
-    return [fmt for entry in components(GROUPS[0]).values() for fmt in entry.formats()]
+    return [fmt for entry in components("model").values() for fmt in entry.formats()]
 
 
 def _read_foreign(obj: Mapping[str, Any], source: str, asked: Mapping[str, Any] | None,
@@ -270,10 +270,10 @@ def architecture_keys(model: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys of ``model`` that decide the shapes of its weights: its network's declared
     ``architecture_keys``; for a ``_target_`` network (or an unknown name) those of every declared
     network, compared where both configs hold them."""
-    entry = component(GROUPS[0], model.get("name"))
+    entry = component("model", model.get("name"))
     if entry is not None:
         return entry.architecture_keys
-    every = (key for e in components(GROUPS[0]).values() for key in e.architecture_keys)
+    every = (key for e in components("model").values() for key in e.architecture_keys)
     return tuple(dict.fromkeys(every))
 
 
