@@ -44,7 +44,8 @@ from deblur.config.inference import InferenceSettings
 from deblur.data.datasets import list_pairs, read_rgb, read_uint8
 from deblur.inference import prepare_network, restore
 from deblur.io import write_image
-from deblur.metrics.scoring import check_protocol, score_rows, summarize, write_outputs
+from deblur.metrics.not_predictions import BASELINE_KEY, BASELINE_LABEL
+from deblur.metrics.scoring import METRIC_COLUMNS, check_protocol, score_rows, summarize, write_outputs
 from deblur.speedups import InferenceOptions, describe_options
 from deblur.utils.checks import check_bool, check_int, format_number, mean
 from deblur.utils.device import runtime_record
@@ -68,6 +69,8 @@ DEFAULT_PROTOCOLS = {
     "realblur_r": "realblur",
     "pairs": "gopro",
 }
+#: the sub-folder of ``<dataset>/`` holding the blurry-input baseline's scores (``blurry_baseline=true``)
+BASELINE_DIR = "blurry_input"
 
 
 def evaluate_dataset(
@@ -83,6 +86,7 @@ def evaluate_dataset(
     save_images: bool = False,
     limit: int | None = None,
     score_workers: int = 0,
+    blurry_baseline: bool = False,
 ) -> dict[str, Any]:
     """Run ``net`` over dataset ``name``'s test split, score, write ``out_dir``/{scores.csv, summary.*}.
 
@@ -97,10 +101,13 @@ def evaluate_dataset(
         save_images: also write each prediction as ``out_dir/images/<name>.png``.
         limit: only the first ``limit`` pairs (None: all).
         score_workers: processes scoring while the network runs (0: in this process).
+        blurry_baseline: also score each blurry input against its sharp image (the table's "blurry input"
+            row), in the same stream as the predictions (:func:`blurry_input_jobs`).
 
     Returns:
         The summary: per-image means of the protocol's metrics, ``count``, ``protocol``, ``dataset``,
-        ``seconds_per_image``, the tiling and ``inference`` options (also written as ``summary.json``).
+        ``seconds_per_image``, the tiling and ``inference`` options (also written as ``summary.json``);
+        with ``blurry_baseline`` also ``blurry_input`` (:func:`write_blurry_input`).
     """
     check_protocol(protocol)
     options = options or InferenceOptions()
@@ -111,6 +118,8 @@ def evaluate_dataset(
     image_dir = out_dir / "images"
     seconds: list[float] = []
     step = max(1, len(pairs) // 10)
+
+    kinds: list[str] = []  # "prediction" or BASELINE_LABEL, one per job, in the order of the jobs
 
     def predictions() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for i, (blurry_path, sharp_path, pair_name) in enumerate(pairs, start=1):
@@ -123,9 +132,16 @@ def evaluate_dataset(
                 write_image((image_dir / pair_name).with_suffix(".png"), pred)
             if i % step == 0 or i == len(pairs):
                 log.info("%s: %d/%d images", name, i, len(pairs))
-            yield pair_name, pred, np.asarray(read_rgb(sharp_path))
+            sharp = np.asarray(read_rgb(sharp_path))
+            kinds.append("prediction")
+            yield pair_name, pred, sharp
+            if blurry_baseline:  # the same pair again, the (already read) blurry input as the prediction
+                kinds.append(BASELINE_LABEL)
+                yield pair_name, np.asarray(blurry), sharp
 
-    rows = sorted(score_rows(predictions(), protocol, score_workers), key=lambda r: r["name"])
+    scored = score_rows(predictions(), protocol, score_workers)
+    rows = [row for row, kind in zip(scored, kinds, strict=True) if kind == "prediction"]
+    rows.sort(key=lambda r: r["name"])
     summary = summarize(
         rows,
         protocol,
@@ -139,8 +155,31 @@ def evaluate_dataset(
         tile_overlap=tile_overlap if tile is not None else None,
         inference=options.as_dict(),
     )
+    if blurry_baseline:
+        baseline = [row for row, kind in zip(scored, kinds, strict=True) if kind == BASELINE_LABEL]
+        summary["blurry_input"] = write_blurry_input(baseline, summary, out_dir / BASELINE_DIR)
     write_outputs(rows, summary, out_dir)
     return summary
+
+
+def write_blurry_input(
+    rows: list[dict[str, Any]], summary: Mapping[str, Any], out_dir: Path
+) -> dict[str, Any]:
+    """The blurry-input baseline of one dataset: ``rows`` (the blurry frames scored as predictions) written
+    to ``out_dir``/{scores.csv, summary.*} exactly as ``deblur-score blurry_baseline=true`` writes them
+    (every output labelled ``baseline: blurry_input``); returns the means for the dataset's summary:
+    the protocol's metrics, ``count`` and ``baseline``."""
+    protocol = summary["protocol"]
+    rows = sorted(rows, key=lambda r: r["name"])
+    for row in rows:
+        row["baseline"] = BASELINE_LABEL
+    fields = {k: summary[k] for k in ("dataset", "gt_dir", "pred_without_gt", "gt_without_pred")}
+    fields["pred_dir"] = f"(the blurry inputs of {summary['gt_dir']})"
+    baseline = summarize(rows, protocol, **fields)
+    baseline["baseline"] = BASELINE_LABEL
+    write_outputs(rows, baseline, out_dir)
+    means = {m: baseline[m] for m in METRIC_COLUMNS[protocol]}
+    return {**means, "count": baseline["count"], "baseline": BASELINE_LABEL}
 
 
 def eval_settings(settings: InferenceSettings) -> InferenceSettings:
@@ -188,13 +227,37 @@ def results_markdown(results: Mapping[str, Any]) -> str:
             f"| {TITLES.get(name, name)} | {s['count']} | {s['protocol']} | {format_number(s['psnr'], 2)} | "
             f"{format_number(s['ssim'], 4)} | {format_number(s.get('ssim_per_channel'), 4)} |"
         )
+        lines += _blurry_input_row(name, s)
     lines += [
         "",
         "Protocols: `gopro` (GoPro, HIDE): 8-bit outputs, PSNR peak 255 over all channels, SSIM = MATLAB's",
         "3-D SSIM (the papers' numbers); per-channel SSIM = the BasicSR/skimage convention. `realblur`:",
         "prediction aligned to the ground truth (gain + ECC homography), masked PSNR / SSIM.",
+        *_blurry_input_note(results),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _blurry_input_row(name: str, summary: Mapping[str, Any]) -> list[str]:
+    """The "blurry input (baseline)" row under a dataset's row, when its blurry inputs were scored."""
+    b = summary.get("blurry_input")
+    if not b:
+        return []
+    return [
+        f"| {TITLES.get(name, name)}: blurry input (baseline) | {b['count']} | {summary['protocol']} | "
+        f"{format_number(b['psnr'], 2)} | {format_number(b['ssim'], 4)} | "
+        f"{format_number(b.get('ssim_per_channel'), 4)} |"
+    ]
+
+
+def _blurry_input_note(results: Mapping[str, Any]) -> list[str]:
+    if not any(s.get("blurry_input") for s in results["datasets"].values()):
+        return []
+    return [
+        f"Blurry input (baseline) rows (`{BASELINE_KEY}=true`): each blurry input scored against its sharp",
+        "image with the same protocol and code as the network's output, not a result of the network (the",
+        f"scores in `<dataset>/{BASELINE_DIR}/`, labelled `baseline: {BASELINE_LABEL}`).",
+    ]
 
 
 def _first_image(name: str, roots: Mapping[str, Any], options: Mapping[str, Any], settings: Any) -> Any:
@@ -226,6 +289,7 @@ def evaluate(
     limit: int | None = None,
     on_bad_pair: str = "error",
     score_workers: int = 0,
+    blurry_baseline: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on benchmark test sets; write the per-dataset scores and the results table.
 
@@ -243,6 +307,9 @@ def evaluate(
         limit: evaluate only the first N pairs of each dataset (None: all).
         on_bad_pair: ``error`` or ``skip`` unpaired / unreadable test files.
         score_workers: processes scoring in parallel with the network (0: in this process).
+        blurry_baseline: also score every blurry input against its sharp image under the dataset's
+            protocol: a "blurry input (baseline)" row per dataset in ``results.md``, ``blurry_input`` in
+            each summary, ``<dataset>/blurry_input/`` as ``deblur-score blurry_baseline=true`` writes it.
 
     Returns:
         The ``results.json`` payload: ``ckpt_path``, ``model``, ``device``, ``device_name``, ``torch``,
@@ -265,6 +332,7 @@ def evaluate(
     limit = check_int("limit", limit, minimum=1, allow_none=True)
     check_int("score_workers", score_workers)
     check_bool("save_images", save_images)
+    check_bool(BASELINE_KEY, blurry_baseline)
     if not isinstance(settings, InferenceSettings):
         settings = InferenceSettings.from_config(settings or {})
     settings = eval_settings(settings)
@@ -296,6 +364,7 @@ def evaluate(
             save_images=save_images,
             limit=limit,
             score_workers=score_workers,
+            blurry_baseline=blurry_baseline,
         )
     results = {
         "ckpt_path": str(ckpt_path),
@@ -307,6 +376,7 @@ def evaluate(
         "limit": limit,
         "inference": options.as_dict(),
         "tlc": dataclasses.asdict(settings.tlc),
+        BASELINE_KEY: blurry_baseline,
         "datasets": summaries,
     }
     atomic_write_json(output_dir / "results.json", results)

@@ -5,10 +5,10 @@
     deblur-eval ckpt_path=w.pth model=msfs datasets=[realblur_j] roots.realblur_j=/data/RealBlur tile=512
 
 Config: ``conf/eval.yaml`` (``ckpt_path``, ``datasets``, ``roots``, ``options``, ``protocols``,
-``save_images``, ``limit``, ``on_bad_pair``, ``score_workers``) and ``conf/inference/default.yaml``
-(``device``, ``tile``, speed options, ``tlc``). Writes ``<dataset>/{scores.csv,summary.json,summary.md}``,
-``results.md`` and ``results.json`` into ``paths.output_dir`` (Hydra's run dir). The library:
-:func:`deblur.evaluation.evaluate`.
+``save_images``, ``limit``, ``on_bad_pair``, ``score_workers``, ``blurry_baseline``) and
+``conf/inference/default.yaml`` (``device``, ``tile``, speed options, ``tlc``). Writes
+``<dataset>/{scores.csv,summary.json,summary.md}``, ``results.md`` and ``results.json`` into
+``paths.output_dir`` (Hydra's run dir). The library: :func:`deblur.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
         limit=plain["limit"],
         on_bad_pair=plain["on_bad_pair"],
         score_workers=plain["score_workers"],
+        blurry_baseline=plain["blurry_baseline"],
     )
     print(results_markdown(results), end="")
     print(f"wrote results.md, results.json and per-dataset scores to {plain['paths']['output_dir']}")
