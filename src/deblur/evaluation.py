@@ -254,6 +254,7 @@ def _blurry_input_note(results: Mapping[str, Any]) -> list[str]:
     if not any(s.get("blurry_input") for s in results["datasets"].values()):
         return []
     return [
+        "",
         f"Blurry input (baseline) rows (`{BASELINE_KEY}=true`): each blurry input scored against its sharp",
         "image with the same protocol and code as the network's output, not a result of the network (the",
         f"scores in `<dataset>/{BASELINE_DIR}/`, labelled `baseline: {BASELINE_LABEL}`).",
