@@ -16,7 +16,11 @@ Outputs in ``output_dir``, all written atomically:
 * ``<dataset>/scores.csv``, ``<dataset>/summary.json``, ``<dataset>/summary.md`` (as ``deblur-score``);
 * ``<dataset>/images/<name>.png`` with ``save_images`` (names as in the dataset, e.g.
   ``GOPR0384_11_00/000001.png``);
-* ``results.md``: one row per dataset with PSNR / SSIM columns (MSFS-Net Table 3 style);
+* ``<dataset>/blurry_input/{scores.csv, summary.json, summary.md}`` with ``blurry_baseline``: each blurry
+  input scored against its sharp image in the same stream and by the same code as the predictions, labelled
+  ``baseline: blurry_input`` (as ``deblur-score blurry_baseline=true`` writes them);
+* ``results.md``: one row per dataset with PSNR / SSIM columns (MSFS-Net Table 3 style), with
+  ``blurry_baseline`` a "<Dataset>: blurry input (baseline)" row under each;
 * ``results.json``: the checkpoint, the network config, the settings and each dataset's summary.
 
 The network runs in fp32 unless ``settings`` ask for ``precision=bf16`` (:func:`eval_settings`: the
