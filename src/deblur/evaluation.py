@@ -105,8 +105,9 @@ def evaluate_dataset(
         save_images: also write each prediction as ``out_dir/images/<name>.png``.
         limit: only the first ``limit`` pairs (None: all).
         score_workers: processes scoring while the network runs (0: in this process).
-        blurry_baseline: also score each blurry input against its sharp image (the table's "blurry input"
-            row), in the same stream as the predictions (:func:`blurry_input_jobs`).
+        blurry_baseline: also score each blurry input (as read for the network) against its sharp image
+            (the table's "blurry input" row): one more job per pair in the same scoring stream as the
+            predictions, written to ``out_dir/blurry_input/`` (:func:`write_blurry_input`).
 
     Returns:
         The summary: per-image means of the protocol's metrics, ``count``, ``protocol``, ``dataset``,
