@@ -83,6 +83,7 @@ def evaluate_dataset(
     save_images: bool = False,
     limit: int | None = None,
     score_workers: int = 0,
+    self_ensemble: bool = False,
 ) -> dict[str, Any]:
     """Run ``net`` over dataset ``name``'s test split, score, write ``out_dir``/{scores.csv, summary.*}.
 
@@ -97,10 +98,12 @@ def evaluate_dataset(
         save_images: also write each prediction as ``out_dir/images/<name>.png``.
         limit: only the first ``limit`` pairs (None: all).
         score_workers: processes scoring while the network runs (0: in this process).
+        self_ensemble: the x8 self-ensemble of each image (:func:`deblur.inference.restore`).
 
     Returns:
         The summary: per-image means of the protocol's metrics, ``count``, ``protocol``, ``dataset``,
-        ``seconds_per_image``, the tiling and ``inference`` options (also written as ``summary.json``).
+        ``seconds_per_image``, the tiling, ``inference`` options and ``self_ensemble`` (also written as
+        ``summary.json``).
     """
     check_protocol(protocol)
     options = options or InferenceOptions()
@@ -117,7 +120,8 @@ def evaluate_dataset(
             blurry = read_uint8(blurry_path)  # a gray image stays gray, as deblur-predict reads it
             start = time.perf_counter()
             # uint8, rounded as a saved PNG; a non-finite output fails naming the file
-            pred = restore(net, blurry, tile, options, tile_overlap, str(blurry_path))
+            pred = restore(net, blurry, tile, options, tile_overlap, str(blurry_path),
+                           self_ensemble=self_ensemble)
             seconds.append(time.perf_counter() - start)
             if save_images:
                 write_image((image_dir / pair_name).with_suffix(".png"), pred)
@@ -138,6 +142,7 @@ def evaluate_dataset(
         tile=tile,
         tile_overlap=tile_overlap if tile is not None else None,
         inference=options.as_dict(),
+        self_ensemble=self_ensemble,
     )
     write_outputs(rows, summary, out_dir)
     return summary
@@ -164,6 +169,16 @@ def _precision_note(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _self_ensemble_note(results: Mapping[str, Any]) -> list[str]:
+    if not results.get("self_ensemble"):
+        return []
+    return [
+        "**Self-ensemble x8** (`self_ensemble=true`): each score is of the mean output over the 8 flips / "
+        'rotations of the input (the "+" rows of restoration papers), not of a single run.',
+        "",
+    ]
+
+
 def _tlc_text(tlc: Mapping[str, Any] | None) -> str:
     if not tlc or not tlc.get("enabled"):
         return "off"
@@ -180,6 +195,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         f"Device: {results.get('device_name', results.get('device'))}; torch {results.get('torch', '?')}.",
         "",
         *_precision_note(results),
+        *_self_ensemble_note(results),
         "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |",
         "|---|---|---|---|---|---|",
     ]
@@ -247,7 +263,7 @@ def evaluate(
     Returns:
         The ``results.json`` payload: ``ckpt_path``, ``model``, ``device``, ``device_name``, ``torch``,
         ``tile``, ``tile_overlap``, ``limit``, ``inference`` (speed options), ``tlc`` (``enabled``,
-        ``base_size``, ``train_size``) and ``datasets`` (each dataset's summary).
+        ``base_size``, ``train_size``), ``self_ensemble`` and ``datasets`` (each dataset's summary).
 
     Raises:
         ValueError: a dataset that cannot be evaluated or has no root, a bad setting (naming its key).
@@ -296,6 +312,7 @@ def evaluate(
             save_images=save_images,
             limit=limit,
             score_workers=score_workers,
+            self_ensemble=settings.self_ensemble,
         )
     results = {
         "ckpt_path": str(ckpt_path),
@@ -307,6 +324,7 @@ def evaluate(
         "limit": limit,
         "inference": options.as_dict(),
         "tlc": dataclasses.asdict(settings.tlc),
+        "self_ensemble": settings.self_ensemble,
         "datasets": summaries,
     }
     atomic_write_json(output_dir / "results.json", results)
