@@ -6,9 +6,9 @@
 
 Config: ``conf/eval.yaml`` (``ckpt_path``, ``datasets``, ``roots``, ``options``, ``protocols``,
 ``save_images``, ``limit``, ``on_bad_pair``, ``score_workers``) and ``conf/inference/default.yaml``
-(``device``, ``tile``, speed options, ``tlc``). Writes ``<dataset>/{scores.csv,summary.json,summary.md}``,
-``results.md`` and ``results.json`` into ``paths.output_dir`` (Hydra's run dir). The library:
-:func:`deblur.evaluation.evaluate`.
+(``device``, ``tile``, speed options, ``tlc``, ``self_ensemble``). Writes
+``<dataset>/{scores.csv,summary.json,summary.md}``, ``results.md`` and ``results.json`` into
+``paths.output_dir`` (Hydra's run dir). The library: :func:`deblur.evaluation.evaluate`.
 """
 
 from __future__ import annotations
