@@ -91,6 +91,7 @@ def evaluate_dataset(
     limit: int | None = None,
     score_workers: int = 0,
     blurry_baseline: bool = False,
+    self_ensemble: bool = False,
 ) -> dict[str, Any]:
     """Run ``net`` over dataset ``name``'s test split, score, write ``out_dir``/{scores.csv, summary.*}.
 
@@ -108,11 +109,12 @@ def evaluate_dataset(
         blurry_baseline: also score each blurry input (as read for the network) against its sharp image
             (the table's "blurry input" row): one more job per pair in the same scoring stream as the
             predictions, written to ``out_dir/blurry_input/`` (:func:`write_blurry_input`).
+        self_ensemble: the x8 self-ensemble of each image (:func:`deblur.inference.restore`).
 
     Returns:
         The summary: per-image means of the protocol's metrics, ``count``, ``protocol``, ``dataset``,
-        ``seconds_per_image``, the tiling and ``inference`` options (also written as ``summary.json``);
-        with ``blurry_baseline`` also ``blurry_input`` (:func:`write_blurry_input`).
+        ``seconds_per_image``, the tiling, ``inference`` options and ``self_ensemble`` (also written as
+        ``summary.json``); with ``blurry_baseline`` also ``blurry_input`` (:func:`write_blurry_input`).
     """
     check_protocol(protocol)
     options = options or InferenceOptions()
@@ -131,7 +133,8 @@ def evaluate_dataset(
             blurry = read_uint8(blurry_path)  # a gray image stays gray, as deblur-predict reads it
             start = time.perf_counter()
             # uint8, rounded as a saved PNG; a non-finite output fails naming the file
-            pred = restore(net, blurry, tile, options, tile_overlap, str(blurry_path))
+            pred = restore(net, blurry, tile, options, tile_overlap, str(blurry_path),
+                           self_ensemble=self_ensemble)
             seconds.append(time.perf_counter() - start)
             if save_images:
                 write_image((image_dir / pair_name).with_suffix(".png"), pred)
@@ -159,6 +162,7 @@ def evaluate_dataset(
         tile=tile,
         tile_overlap=tile_overlap if tile is not None else None,
         inference=options.as_dict(),
+        self_ensemble=self_ensemble,
     )
     if blurry_baseline:
         baseline = [row for row, kind in zip(scored, kinds, strict=True) if kind == BASELINE_LABEL]
@@ -208,6 +212,16 @@ def _precision_note(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _self_ensemble_note(results: Mapping[str, Any]) -> list[str]:
+    if not results.get("self_ensemble"):
+        return []
+    return [
+        "**Self-ensemble x8** (`self_ensemble=true`): each score is of the mean output over the 8 flips / "
+        'rotations of the input (the "+" rows of restoration papers), not of a single run.',
+        "",
+    ]
+
+
 def _tlc_text(tlc: Mapping[str, Any] | None) -> str:
     if not tlc or not tlc.get("enabled"):
         return "off"
@@ -224,6 +238,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         f"Device: {results.get('device_name', results.get('device'))}; torch {results.get('torch', '?')}.",
         "",
         *_precision_note(results),
+        *_self_ensemble_note(results),
         "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |",
         "|---|---|---|---|---|---|",
     ]
@@ -320,7 +335,7 @@ def evaluate(
     Returns:
         The ``results.json`` payload: ``ckpt_path``, ``model``, ``device``, ``device_name``, ``torch``,
         ``tile``, ``tile_overlap``, ``limit``, ``inference`` (speed options), ``tlc`` (``enabled``,
-        ``base_size``, ``train_size``) and ``datasets`` (each dataset's summary).
+        ``base_size``, ``train_size``), ``self_ensemble`` and ``datasets`` (each dataset's summary).
 
     Raises:
         ValueError: a dataset that cannot be evaluated or has no root, a bad setting (naming its key).
@@ -371,6 +386,7 @@ def evaluate(
             limit=limit,
             score_workers=score_workers,
             blurry_baseline=blurry_baseline,
+            self_ensemble=settings.self_ensemble,
         )
     results = {
         "ckpt_path": str(ckpt_path),
@@ -383,6 +399,7 @@ def evaluate(
         "inference": options.as_dict(),
         "tlc": dataclasses.asdict(settings.tlc),
         BASELINE_KEY: blurry_baseline,
+        "self_ensemble": settings.self_ensemble,
         "datasets": summaries,
     }
     atomic_write_json(output_dir / "results.json", results)

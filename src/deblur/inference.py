@@ -14,7 +14,8 @@ Neither function changes the grad mode: call them under ``torch.inference_mode()
 * :func:`restore`: one image of any kind (numpy uint8 / uint16 / float, gray / RGB / RGBA, or a tensor)
   through a network, under inference mode, padded or tiled; the result has the input's kind. Empty images,
   NaN / infinite samples and float samples outside [0, 1] are refused (ValueError); a network output with a
-  NaN or infinite value is never returned (:class:`NonFiniteOutput`, naming the image).
+  NaN or infinite value is never returned (:class:`NonFiniteOutput`, naming the image). With
+  ``self_ensemble=True``, the mean over the 8 flips / rotations of the image (:mod:`deblur.ensemble`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deblur.ensemble import self_ensemble as ensemble_mean
 from deblur.errors import UserError
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.utils.pixels import check_pixels
@@ -167,6 +169,8 @@ def restore(
     options: InferenceOptions | None = None,
     tile_overlap: int = 32,
     name: str | None = None,
+    *,
+    self_ensemble: bool = False,
 ) -> np.ndarray | torch.Tensor:
     """Deblur one image of any size with ``net``; the result has the input's kind, size and layout.
 
@@ -180,6 +184,8 @@ def restore(
         options: the speed options ``net`` was prepared with (memory format, bf16 autocast); None: fp32.
         tile_overlap: minimum overlap of the tiles in pixels.
         name: how messages name the image (e.g. its file); None: "the image".
+        self_ensemble: the mean of the 8 runs on the flipped / rotated image, each turned back
+            (:func:`deblur.ensemble.self_ensemble`); each run pads and tiles its own orientation (8 runs).
 
     Returns:
         The deblurred image, clipped to [0, 1]: integers are rounded to nearest in the input's dtype;
@@ -211,12 +217,16 @@ def restore(
                              "image.float() / 255 for 8-bit samples")
         check_pixels(image, name or "image")
         batch = image[None] if image.ndim == 3 else image
-        x = to_input(batch.to(device=device, dtype=torch.float32), options)
-        with inference_context(options, device):
+        x = batch.to(device=device, dtype=torch.float32)
+
+        def run(z: torch.Tensor) -> torch.Tensor:
+            z = to_input(z, options)
             if tile is None:
-                y = pad_and_run(net, x)
-            else:
-                y = torch.cat([tiled_inference(net, x[i : i + 1], tile, tile_overlap) for i in range(len(x))])
+                return pad_and_run(net, z)
+            return torch.cat([tiled_inference(net, z[i : i + 1], tile, tile_overlap) for i in range(len(z))])
+
+        with inference_context(options, device):
+            y = ensemble_mean(run, x) if self_ensemble else run(x)
             check_finite_output(y, name)
             y = y.float().clamp_(0.0, 1.0)
         y = y.clone().to(device=image.device, dtype=image.dtype)  # an ordinary tensor, not an inference one
@@ -238,7 +248,8 @@ def restore(
         raise ValueError(f"restore takes uint8, uint16 or float images, got {image.dtype}")
     check_pixels(image, name or "image")
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(scale))
-    y = restore(net, x, tile, options, tile_overlap, name).numpy().transpose(1, 2, 0)
+    y = restore(net, x, tile, options, tile_overlap, name, self_ensemble=self_ensemble)
+    y = y.numpy().transpose(1, 2, 0)
     if image.ndim == 2:
         y = y.mean(axis=2)
     if scale != 1.0:

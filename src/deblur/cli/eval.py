@@ -6,7 +6,7 @@
 
 Config: ``conf/eval.yaml`` (``ckpt_path``, ``datasets``, ``roots``, ``options``, ``protocols``,
 ``save_images``, ``limit``, ``on_bad_pair``, ``score_workers``, ``blurry_baseline``) and
-``conf/inference/default.yaml`` (``device``, ``tile``, speed options, ``tlc``). Writes
+``conf/inference/default.yaml`` (``device``, ``tile``, speed options, ``tlc``, ``self_ensemble``). Writes
 ``<dataset>/{scores.csv,summary.json,summary.md}``, ``results.md`` and ``results.json`` into
 ``paths.output_dir`` (Hydra's run dir). The library: :func:`deblur.evaluation.evaluate`.
 """
