@@ -22,35 +22,34 @@ What a run promises (docs/trust.md):
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from deblur.checkpoints import check_complete
 from deblur.config.checks import check_train_config
-from deblur.data.datamodule import DeblurDataModule
-from deblur.data.datasets import check_data_root
-from deblur.lit.checkpointing import check_checkpoint_model
-from deblur.lit.restoration import RestorationModule
-from deblur.lit.wandb import log_run_figures
-from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
 from deblur.run_folder import claim_run_folder
 from deblur.training.history import keep_csv_history
-from deblur.training.model_and_data import _container, check_loss_weights, initialise_weights
-from deblur.training.outcome import _fit_and_validate
+from deblur.training.model_and_data import (
+    build_datamodule,
+    build_module,
+    check_data,
+    check_loss_weights,
+    initialise_weights,
+)
+from deblur.training.outcome import fit_and_validate
 from deblur.training.resume import (
-    _LIGHTNING_CKPT,
-    _announce_resume,
-    _continue_after_max_time,
-    _refuse_overwriting,
-    _resolve_ckpt_path,
+    check_resume,
+    finished_job,
+    refuse_overwriting,
+    resolve_ckpt_path,
+    resumes_own_run,
 )
 from deblur.training.run_log import route_logs_to_run_file
 from deblur.training.trainer import build_trainer
+from deblur.training.wandb_run import wandb_run
 from deblur.training_settings import decide_training_settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     With ``resume=true`` a job whose output dir already holds ``metrics.json`` is not run again (its stored
     payload is returned) unless it stopped by ``max_time`` and ``trainer.max_time`` was raised; one with
     ``checkpoints/last.ckpt`` continues from it.
+
+    The steps, in order: check the config; skip a finished job; resolve the checkpoint to resume and
+    refuse to overwrite another run; check the loss's weights, the checkpoint and the dataset (all before
+    the speed probe, so a mistake costs nothing); decide precision and memory format; build the data, the
+    module (``init_from`` weights) and, once the run folder is claimed, the Trainer; keep the CSV history
+    of a resumed run; fit, validate the final weights and write ``metrics.json`` inside one W&B run.
 
     Raises:
         UserError: a bad config value (naming its key), no checkpoint for ``ckpt_path=last``, a folder that
@@ -75,52 +80,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_train_config(cfg)
     route_logs_to_run_file()
     output_dir = Path(cfg.paths.output_dir)
-    done = output_dir / "metrics.json"
-    if cfg.get("resume") and done.exists():
-        stored = json.loads(done.read_text())
-        if not _continue_after_max_time(cfg, stored, output_dir):
-            return stored
-    ckpt_path = _resolve_ckpt_path(cfg, output_dir)
-    _refuse_overwriting(output_dir, ckpt_path)
+    stored = finished_job(cfg, output_dir)
+    if stored is not None:
+        return stored
+    ckpt_path = resolve_ckpt_path(cfg, output_dir)
+    refuse_overwriting(output_dir, ckpt_path)
     check_loss_weights(cfg)
-    start_step = 0
-    if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
-        check_complete(ckpt_path, "ckpt_path")
-        check_checkpoint_model(ckpt_path, _container(cfg.model))
-        start_step = _announce_resume(cfg, ckpt_path)
-    check_data_root(_container(cfg.data))  # a missing dataset is reported before the speed probe
+    start_step = check_resume(cfg, ckpt_path)
+    check_data(cfg)
     settings = decide_training_settings(cfg, output_dir, ckpt_path)
-    channels_last, precision = settings.channels_last, settings.precision
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = DeblurDataModule(
-        data=_container(cfg.data), augment=_container(cfg.get("augment")), shuffle_seed=int(cfg.seed)
-    )
-    module = RestorationModule(
-        model=_container(cfg.model),
-        loss=_container(cfg.loss),
-        optim=_container(cfg.optim),
-        channels_last=channels_last,
-    )
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, settings.channels_last)
     if cfg.get("init_from"):
         initialise_weights(module, str(cfg.init_from), resuming=ckpt_path is not None)
     claim_run_folder()  # checks passed: a user error from here on keeps the .hydra/ Hydra wrote for this run
-    trainer = build_trainer(cfg, precision=precision)
-    if start_step and Path(ckpt_path).resolve().parent == (output_dir / "checkpoints").resolve():
+    trainer = build_trainer(cfg, precision=settings.precision)
+    if start_step and resumes_own_run(output_dir, ckpt_path):
         keep_csv_history(trainer, start_step)
-    wandb_loggers = wandb_loggers_of(trainer)
-    try:
-        for logger in wandb_loggers:  # the resolved config, not ${...} strings (rank 0 only)
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-            logger.log_hyperparams(settings.metrics())  # the resolved precision, layout, device, torch
-        payload = _fit_and_validate(
+    with wandb_run(cfg, trainer, settings.metrics()):
+        return fit_and_validate(
             cfg, trainer, module, datamodule, ckpt_path, output_dir, start_step, record=settings.metrics()
         )
-        if trainer.is_global_zero:
-            for logger in wandb_loggers:  # figures, and the frequency gap as a plot
-                log_run_figures(logger, output_dir, trainer.callback_metrics, trainer.global_step)
-    finally:
-        if wandb_loggers:
-            import wandb
-
-            wandb.finish()  # one W&B run per job, also in a multirun
-    return payload

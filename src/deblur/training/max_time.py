@@ -13,7 +13,7 @@ from deblur.lit.checkpointing import checkpoint_info
 from deblur.training.resume_command import resume_command
 
 
-def _seconds(max_time: Any) -> float | None:
+def max_time_seconds(max_time: Any) -> float | None:
     """``trainer.max_time`` (``DD:HH:MM:SS``, a mapping of timedelta keys, or null) in seconds."""
     from datetime import timedelta
 
@@ -30,7 +30,7 @@ def _seconds(max_time: Any) -> float | None:
     return None
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     """Seconds as Lightning's ``DD:HH:MM:SS``."""
     total = int(round(seconds))
     days, rest = divmod(total, 86400)
@@ -39,22 +39,22 @@ def _clock(seconds: float) -> str:
     return f"{days:02d}:{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def _time_left(cfg: DictConfig, info: dict[str, Any]) -> tuple[float | None, float | None]:
+def time_left(cfg: DictConfig, info: dict[str, Any]) -> tuple[float | None, float | None]:
     """(seconds of ``trainer.max_time``, seconds the checkpoint has already used)."""
-    return _seconds(cfg.trainer.get("max_time")), info.get("train_seconds")
+    return max_time_seconds(cfg.trainer.get("max_time")), info.get("train_seconds")
 
 
-def _max_time_used_up(cfg: DictConfig, ckpt: str, info: dict[str, Any]) -> str | None:
+def max_time_used_up(cfg: DictConfig, ckpt: str, info: dict[str, Any]) -> str | None:
     """The message for a checkpoint whose training time already fills ``trainer.max_time``, else None."""
-    limit, used = _time_left(cfg, info)
+    limit, used = time_left(cfg, info)
     if limit is None or used is None or used < limit:
         return None
     max_steps = cfg.trainer.get("max_steps")
     if isinstance(max_steps, int) and 0 < max_steps <= info["step"]:
         return None  # all steps done (e.g. stopped during its final validation): nothing to train
-    suggestion = _clock(2 * max(limit, used))
+    suggestion = clock(2 * max(limit, used))
     return (
-        f"{ckpt} (step {info['step']}) has trained for {_clock(used)}, all of trainer.max_time="
+        f"{ckpt} (step {info['step']}) has trained for {clock(used)}, all of trainer.max_time="
         f"{cfg.trainer.max_time} (the run stopped by max_time): raise trainer.max_time to train further, "
         f"e.g. trainer.max_time={suggestion}"
     )
@@ -67,5 +67,5 @@ def max_time_resume(payload: dict[str, Any]) -> str:
     trainer_cfg = (payload.get("config") or {}).get("trainer") or {}
     last = output_dir / "checkpoints" / "last.ckpt"
     used = checkpoint_info(last).get("train_seconds") if last.exists() else None
-    raised = _clock(2 * max(_seconds(trainer_cfg.get("max_time")) or 0, used or 0))
+    raised = clock(2 * max(max_time_seconds(trainer_cfg.get("max_time")) or 0, used or 0))
     return resume_command(output_dir, **{"trainer.max_time": raised})

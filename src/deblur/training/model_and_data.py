@@ -1,5 +1,8 @@
-"""What a run trains: the loss's pretrained weights checked, ``init_from`` weights loaded into the network,
-and the speed settings (memory format and precision) of one run."""
+"""What a run trains, built from its config: the dataset checked (:func:`check_data`) and its
+:class:`~deblur.data.datamodule.DeblurDataModule`, the loss's pretrained weights checked
+(:func:`check_loss_weights`), the :class:`~deblur.lit.restoration.RestorationModule` (network, loss,
+optimiser) and ``init_from`` weights loaded into its network; :func:`training_speed` is one run's memory
+format and precision decided afresh."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.data.datamodule import DeblurDataModule
+from deblur.data.datasets import check_data_root
 from deblur.lit.restoration import RestorationModule
 from deblur.training.run_log import say
 from deblur.training_settings import given_settings, probe_settings
@@ -15,8 +20,31 @@ from deblur.training_settings import given_settings, probe_settings
 log = logging.getLogger(__name__)
 
 
-def _container(node: Any) -> Any:
+def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def check_data(cfg: DictConfig) -> None:
+    """A dataset with a root has one: checked before the speed probe times anything
+    (:func:`deblur.data.datasets.check_data_root`, a ``DatasetError`` naming ``data.root``)."""
+    check_data_root(_plain(cfg.data))
+
+
+def build_datamodule(cfg: DictConfig) -> DeblurDataModule:
+    """The ``data`` and ``augment`` groups' datamodule; ``seed`` seeds its shuffling (exact resume)."""
+    return DeblurDataModule(
+        data=_plain(cfg.data), augment=_plain(cfg.get("augment")), shuffle_seed=int(cfg.seed)
+    )
+
+
+def build_module(cfg: DictConfig, channels_last: bool) -> RestorationModule:
+    """The ``model``, ``loss`` and ``optim`` groups' LightningModule, in the decided memory format."""
+    return RestorationModule(
+        model=_plain(cfg.model),
+        loss=_plain(cfg.loss),
+        optim=_plain(cfg.optim),
+        channels_last=channels_last,
+    )
 
 
 def training_speed(cfg: DictConfig) -> tuple[bool, str]:
@@ -27,7 +55,7 @@ def training_speed(cfg: DictConfig) -> tuple[bool, str]:
     machine) and take the fastest; ``speed=fixed`` takes the fixed rule instead. The defaults are fixed
     (``channels_last: true``, ``32-true``): docs/training.md says why.
 
-    One run's choice, decided afresh; :func:`train` decides through
+    One run's choice, decided afresh; :func:`deblur.training.train` decides through
     :func:`deblur.training_settings.decide_training_settings` (once per study, kept by a resumed run).
     """
     chosen = probe_settings(cfg, given_settings(cfg))
@@ -38,7 +66,7 @@ def training_speed(cfg: DictConfig) -> tuple[bool, str]:
 def check_loss_weights(cfg: DictConfig) -> None:
     """A loss with pretrained weights (FDDN's VGG16 perceptual loss) gets them before the speed probe and
     the Trainer, or fails naming ``loss.weights_path``; the run's log says what the loss uses."""
-    loss = _container(cfg.loss)
+    loss = _plain(cfg.loss)
     if "pretrained" in loss:
         from deblur.losses.perceptual import check_vgg16_weights
 

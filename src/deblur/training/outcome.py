@@ -15,9 +15,8 @@ from deblur.data.datamodule import DeblurDataModule
 from deblur.errors import UserError
 from deblur.lit.restoration import RestorationModule
 from deblur.models.registry import size_mb
-from deblur.training.model_and_data import _container
-from deblur.training.stopping import TrainingDiverged, _fit, _kept_checkpoint, says_what_a_full_disk_kept
-from deblur.training.summary import _planned_steps, _print_summary, stop_reason
+from deblur.training.stopping import TrainingDiverged, fit, kept_checkpoint, says_what_a_full_disk_kept
+from deblur.training.summary import planned_steps, print_summary, stop_reason
 from deblur.utils.files import atomic_write_json
 
 #: keys of metrics.json that other tools (collectors, notebooks) rely on
@@ -42,7 +41,7 @@ def _validate_final(trainer: L.Trainer, module: RestorationModule, datamodule: D
 
 
 @says_what_a_full_disk_kept
-def _fit_and_validate(
+def fit_and_validate(
     cfg: DictConfig,
     trainer: L.Trainer,
     module: RestorationModule,
@@ -54,7 +53,7 @@ def _fit_and_validate(
 ) -> dict[str, Any]:
     """Fit, validate the final weights, write metrics.json; ``record``: the resolved training settings
     (:meth:`deblur.training_settings.TrainingSettings.metrics`), top-level keys of metrics.json."""
-    _fit(trainer, module, datamodule, ckpt_path, output_dir)
+    fit(trainer, module, datamodule, ckpt_path, output_dir)
     stopped_by = stop_reason(trainer)
     steps = trainer.global_step
     if steps == 0:
@@ -75,21 +74,21 @@ def _fit_and_validate(
     if bad:
         raise TrainingDiverged(
             f"the final weights at step {steps} give {', '.join(f'{k}={metrics[k]}' for k in bad)}: training "
-            f"diverged; {_kept_checkpoint(output_dir)}. No metrics.json written."
+            f"diverged; {kept_checkpoint(output_dir)}. No metrics.json written."
         )
     params = _param_count(module)
     payload = {
         **{k: metrics.get(k, math.nan) for k in METRIC_KEYS},
         "val/psnr_gain": metrics.get("val/psnr", math.nan) - metrics.get("val/psnr_input", math.nan),
         "model": cfg.model.get("name") or cfg.model.get("_target_"),
-        "model_preset": model_preset(_container(cfg.model)),
+        "model_preset": model_preset(OmegaConf.to_container(cfg.model, resolve=True)),
         "ablation": cfg.get("ablation_name"),
         "parameters": params,
         "size_mb": size_mb(params),
         "global_step": steps,
         "epoch": trainer.current_epoch,
         "steps": steps,
-        "planned_steps": _planned_steps(trainer),
+        "planned_steps": planned_steps(trainer),
         "stopped_by": stopped_by,
         "resumed_from_step": start_step or None,
         "output_dir": str(output_dir),
@@ -98,5 +97,5 @@ def _fit_and_validate(
     }
     if trainer.is_global_zero:
         atomic_write_json(output_dir / "metrics.json", payload)
-        _print_summary(payload)
+        print_summary(payload)
     return payload

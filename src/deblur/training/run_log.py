@@ -10,7 +10,6 @@ import logging
 report_log = logging.getLogger("deblur.report")
 
 
-# ---------------------------------------------------------------- logging
 def route_logs_to_run_file() -> None:
     """Send Lightning's messages and :data:`report_log` to the run's log files (Hydra's ``<job>.log``).
 

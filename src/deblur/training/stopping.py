@@ -58,14 +58,14 @@ def unwrap_worker_error(err: BaseException) -> BaseException:
     return err
 
 
-def _kept_checkpoint(output_dir: Path) -> str:
+def kept_checkpoint(output_dir: Path) -> str:
     last = output_dir / "checkpoints" / "last.ckpt"
     if not last.exists():
         return "no checkpoint was written before it"
     return f"{last} is kept from step {checkpoint_info(last)['step']} (the last finite state)"
 
 
-def _fit(
+def fit(
     trainer: L.Trainer, module: RestorationModule, datamodule: DeblurDataModule, ckpt_path: str | None,
     output_dir: Path,
 ) -> None:  # fmt: skip
@@ -78,7 +78,7 @@ def _fit(
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except FloatingPointError as err:
         raise TrainingDiverged(
-            f"training stopped by nan: {err} {_kept_checkpoint(output_dir)}; after lowering optim.lr (or "
+            f"training stopped by nan: {err} {kept_checkpoint(output_dir)}; after lowering optim.lr (or "
             "setting trainer.gradient_clip_val) continue with ckpt_path=last, or start a new run. No "
             "metrics.json written."
         ) from err
@@ -117,9 +117,9 @@ def signal_exit_code(err: SystemExit) -> int:
 
 
 def says_what_a_full_disk_kept(fit_and_validate: Any) -> Any:
-    """Decorate :func:`_fit_and_validate` (first argument: the config): a full disk while writing images,
-    checkpoints or logs becomes one :class:`~deblur.utils.files.NoSpaceLeft` naming the path, the
-    checkpoint kept and the command to continue."""
+    """Decorate :func:`deblur.training.outcome.fit_and_validate` (first argument: the config): a full disk
+    while writing images, checkpoints or logs becomes one :class:`~deblur.utils.files.NoSpaceLeft` naming
+    the path, the checkpoint kept and the command to continue."""
 
     @functools.wraps(fit_and_validate)
     def run(cfg: DictConfig, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def stop_reason(trainer: L.Trainer) -> str:
     return "callback"
 
 
-def _planned_steps(trainer: L.Trainer) -> int | None:
+def planned_steps(trainer: L.Trainer) -> int | None:
     """The optimizer steps the run was configured for (``max_steps``, or epochs x batches)."""
     if trainer.max_steps not in (None, -1):
         return int(trainer.max_steps)
@@ -94,7 +94,9 @@ def summary_text(payload: dict[str, Any], resume: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _print_summary(payload: dict[str, Any]) -> None:
+def print_summary(payload: dict[str, Any]) -> None:
+    """Print and log the final table; a run that did not do all its training also gets its stop line as
+    a warning (with the command to continue after a ``max_time`` stop)."""
     resume = max_time_resume(payload) if payload.get("stopped_by") == "max_time" else None
     say("\n" + summary_text(payload, resume) + "\n")
     if payload.get("stopped_by") not in (None, *COMPLETE):

@@ -13,10 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState
 
 
-def _container(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
 def build_strategy(cfg: DictConfig) -> Any:
     """``strategy`` group -> a Lightning strategy name or instance."""
     node = cfg.get("strategy")
@@ -28,6 +24,8 @@ def build_strategy(cfg: DictConfig) -> Any:
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The ``callbacks`` group's callbacks (entries without ``_target_`` or null are left out), then the
+    progress bar (:func:`_progress_bar`) and :class:`~deblur.lit.checkpointing.RNGState`."""
     nodes = cfg.get("callbacks") or {}
     callbacks = [instantiate(node) for node in nodes.values() if node is not None and "_target_" in node]
     return [*callbacks, *_progress_bar(cfg, callbacks), RNGState()]  # RNG states in checkpoints: exact resume
@@ -61,6 +59,8 @@ def _wandb_names() -> dict[str, str]:
 
 
 def build_loggers(cfg: DictConfig) -> list[Any] | bool:
+    """The ``logger`` group's loggers (False when none: Lightning then logs nowhere); a W&B logger's
+    ``group`` / ``name`` left null come from the Hydra job (:func:`_wandb_names`)."""
     nodes = cfg.get("logger") or {}
     loggers = []
     for node in nodes.values():
@@ -74,8 +74,11 @@ def build_loggers(cfg: DictConfig) -> list[Any] | bool:
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
+    """The run's ``L.Trainer``: every ``trainer`` key (``overrides``, e.g. the decided ``precision``, on
+    top), the strategy, callbacks and loggers above, ``paths.output_dir`` as its root folder and
+    :class:`~deblur.lit.checkpointing.AtomicCheckpointIO`."""
     # None is meaningful for some keys (check_val_every_n_epoch=None: validate by steps), so pass all
-    kwargs = dict(_container(cfg.trainer))
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs.update(overrides)
     return L.Trainer(
         strategy=build_strategy(cfg),
