@@ -44,7 +44,14 @@ from deblur.config.inference import InferenceSettings
 from deblur.data.datasets import list_pairs, read_rgb, read_uint8
 from deblur.inference import prepare_network, restore
 from deblur.io import write_image
-from deblur.metrics.scoring import check_protocol, score_rows, summarize, write_outputs
+from deblur.metrics.scoring import (
+    check_protocol,
+    protocol_settings,
+    protocol_text,
+    score_rows,
+    summarize,
+    write_outputs,
+)
 from deblur.speedups import InferenceOptions, describe_options
 from deblur.utils.checks import check_bool, check_int, format_number, mean
 from deblur.utils.device import runtime_record
@@ -83,6 +90,8 @@ def evaluate_dataset(
     save_images: bool = False,
     limit: int | None = None,
     score_workers: int = 0,
+    crop_border: int = 0,
+    test_y_channel: bool = False,
 ) -> dict[str, Any]:
     """Run ``net`` over dataset ``name``'s test split, score, write ``out_dir``/{scores.csv, summary.*}.
 
@@ -90,19 +99,20 @@ def evaluate_dataset(
         name: a dataset with pairs (``gopro``, ``hide``, ``realblur_j``, ``realblur_r``, ``pairs``).
         data_cfg: its loader config (``root`` and the dataset's options, ``on_bad_pair``).
         net: the network as :func:`deblur.inference.prepare_network` returns it for ``options``.
-        protocol: ``gopro`` or ``realblur``.
+        protocol: ``gopro``, ``realblur`` or ``basicsr``.
         out_dir: where the dataset's files go.
         tile, tile_overlap: run in overlapping tiles (None: whole images).
         options: the speed options ``net`` was prepared with (None: fp32 NCHW).
         save_images: also write each prediction as ``out_dir/images/<name>.png``.
         limit: only the first ``limit`` pairs (None: all).
         score_workers: processes scoring while the network runs (0: in this process).
+        crop_border, test_y_channel: protocol ``basicsr``'s settings (recorded in the summary).
 
     Returns:
         The summary: per-image means of the protocol's metrics, ``count``, ``protocol``, ``dataset``,
         ``seconds_per_image``, the tiling and ``inference`` options (also written as ``summary.json``).
     """
-    check_protocol(protocol)
+    scoring = protocol_settings(protocol, crop_border, test_y_channel)
     options = options or InferenceOptions()
     out_dir = Path(out_dir)
     pairs = list_pairs(name, dict(data_cfg), "val")
@@ -125,10 +135,11 @@ def evaluate_dataset(
                 log.info("%s: %d/%d images", name, i, len(pairs))
             yield pair_name, pred, np.asarray(read_rgb(sharp_path))
 
-    rows = sorted(score_rows(predictions(), protocol, score_workers), key=lambda r: r["name"])
+    rows = sorted(score_rows(predictions(), protocol, score_workers, **scoring), key=lambda r: r["name"])
     summary = summarize(
         rows,
         protocol,
+        **scoring,
         dataset=name,
         pred_dir=str(image_dir) if save_images else "(not saved)",
         gt_dir=str(data_cfg.get("root")),
@@ -170,6 +181,15 @@ def _tlc_text(tlc: Mapping[str, Any] | None) -> str:
     return f"on (base_size {tlc.get('base_size')}, train_size {tlc.get('train_size')})"
 
 
+def _basicsr_note(results: Mapping[str, Any]) -> list[str]:
+    """The settings of each dataset scored with protocol ``basicsr`` (none: no line)."""
+    scored = {protocol_text(s) for s in results["datasets"].values() if s["protocol"] == "basicsr"}
+    return [
+        f"`{text}`: BasicSR's calculate_psnr / calculate_ssim (per-channel SSIM over the valid region; "
+        "test_y_channel: on the BT.601 luma only)." for text in sorted(scored)
+    ]
+
+
 def results_markdown(results: Mapping[str, Any]) -> str:
     """The cross-dataset table of an :func:`evaluate` result: one row per dataset, PSNR / SSIM columns."""
     lines = [
@@ -193,6 +213,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "Protocols: `gopro` (GoPro, HIDE): 8-bit outputs, PSNR peak 255 over all channels, SSIM = MATLAB's",
         "3-D SSIM (the papers' numbers); per-channel SSIM = the BasicSR/skimage convention. `realblur`:",
         "prediction aligned to the ground truth (gain + ECC homography), masked PSNR / SSIM.",
+        *_basicsr_note(results),
     ]
     return "\n".join(lines) + "\n"
 
@@ -220,6 +241,9 @@ def evaluate(
     output_dir: str | os.PathLike,
     model: str | Mapping[str, Any] | None = None,
     protocols: Mapping[str, str] | None = None,
+    protocol: str | None = None,
+    crop_border: int = 0,
+    test_y_channel: bool = False,
     dataset_options: Mapping[str, Mapping[str, Any] | None] | None = None,
     settings: InferenceSettings | Mapping[str, Any] | None = None,
     save_images: bool = False,
@@ -236,6 +260,9 @@ def evaluate(
         output_dir: where the outputs go (module docstring).
         model: the network of a plain state dict: a ``conf/model`` preset name or a model config.
         protocols: per-dataset protocol overrides (default :data:`DEFAULT_PROTOCOLS`).
+        protocol: one protocol for every dataset (overrides ``protocols``; None: per dataset).
+        crop_border, test_y_channel: the settings of protocol ``basicsr`` (BasicSR's keys), used by the
+            datasets scored with it; a non-default value with no dataset scored by ``basicsr`` is an error.
         dataset_options: per-dataset loader options (``options.<name>`` of ``conf/eval.yaml``).
         settings: device, tiling and speed options (:class:`~deblur.config.inference.InferenceSettings`, or
             a mapping with its keys, e.g. a composed command config); None: the defaults.
@@ -255,6 +282,9 @@ def evaluate(
     """
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     protocols = {**DEFAULT_PROTOCOLS, **(protocols or {})}
+    if protocol is not None:
+        check_protocol(protocol)
+        protocols = dict.fromkeys(protocols, protocol)
     dataset_options = dataset_options or {}
     for name in datasets:
         if name not in protocols:
@@ -262,6 +292,10 @@ def evaluate(
         if not roots.get(name):
             raise ValueError(f"roots.{name} is not set: give the dataset folder, e.g. roots.{name}=/data/...")
         check_protocol(protocols[name])
+    chosen = {protocols[name] for name in datasets}
+    # checks the keys, and refuses them when no dataset would use them
+    in_use = "basicsr" if "basicsr" in chosen else min(chosen)
+    basicsr = protocol_settings(in_use, crop_border, test_y_channel)
     limit = check_int("limit", limit, minimum=1, allow_none=True)
     check_int("score_workers", score_workers)
     check_bool("save_images", save_images)
@@ -296,6 +330,7 @@ def evaluate(
             save_images=save_images,
             limit=limit,
             score_workers=score_workers,
+            **(basicsr if protocols[name] == "basicsr" else {}),
         )
     results = {
         "ckpt_path": str(ckpt_path),
