@@ -44,12 +44,16 @@ from deblur.config.inference import InferenceSettings
 from deblur.data.datasets import list_pairs, read_rgb, read_uint8
 from deblur.inference import prepare_network, restore
 from deblur.io import write_image
+from deblur.metrics.lpips_score import check_lpips_config
 from deblur.metrics.scoring import (
+    add_lpips,
     check_protocol,
+    lpips_scorer,
     protocol_settings,
     protocol_text,
     score_rows,
     summarize,
+    with_lpips,
     write_outputs,
 )
 from deblur.speedups import InferenceOptions, describe_options
@@ -92,6 +96,7 @@ def evaluate_dataset(
     score_workers: int = 0,
     crop_border: int = 0,
     test_y_channel: bool = False,
+    lpips: Any = None,
 ) -> dict[str, Any]:
     """Run ``net`` over dataset ``name``'s test split, score, write ``out_dir``/{scores.csv, summary.*}.
 
@@ -107,6 +112,8 @@ def evaluate_dataset(
         limit: only the first ``limit`` pairs (None: all).
         score_workers: processes scoring while the network runs (0: in this process).
         crop_border, test_y_channel: protocol ``basicsr``'s settings (recorded in the summary).
+        lpips: an LPIPS scorer (:func:`deblur.metrics.scoring.lpips_scorer`): adds ``lpips`` to every row and
+            the summary; None: no LPIPS.
 
     Returns:
         The summary: per-image means of the protocol's metrics, ``count``, ``protocol``, ``dataset``,
@@ -135,11 +142,16 @@ def evaluate_dataset(
                 log.info("%s: %d/%d images", name, i, len(pairs))
             yield pair_name, pred, np.asarray(read_rgb(sharp_path))
 
-    rows = sorted(score_rows(predictions(), protocol, score_workers, **scoring), key=lambda r: r["name"])
+    lpips_values: dict[str, float] = {}
+    jobs = predictions() if lpips is None else with_lpips(predictions(), lpips, lpips_values)
+    rows = sorted(score_rows(jobs, protocol, score_workers, **scoring), key=lambda r: r["name"])
+    if lpips is not None:
+        add_lpips(rows, lpips_values)
     summary = summarize(
         rows,
         protocol,
         **scoring,
+        **({"lpips_net": lpips.net} if lpips is not None else {}),
         dataset=name,
         pred_dir=str(image_dir) if save_images else "(not saved)",
         gt_dir=str(data_cfg.get("root")),
@@ -191,7 +203,9 @@ def _basicsr_note(results: Mapping[str, Any]) -> list[str]:
 
 
 def results_markdown(results: Mapping[str, Any]) -> str:
-    """The cross-dataset table of an :func:`evaluate` result: one row per dataset, PSNR / SSIM columns."""
+    """The cross-dataset table of an :func:`evaluate` result: one row per dataset, PSNR / SSIM columns (and
+    LPIPS when it was scored)."""
+    lpips = any("lpips" in s for s in results["datasets"].values())
     lines = [
         f"# Results: `{results['ckpt_path']}`",
         "",
@@ -200,13 +214,14 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         f"Device: {results.get('device_name', results.get('device'))}; torch {results.get('torch', '?')}.",
         "",
         *_precision_note(results),
-        "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |",
-        "|---|---|---|---|---|---|",
+        "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |" + (lpips * " LPIPS |"),
+        "|---|---|---|---|---|---|" + (lpips * "---|"),
     ]
     for name, s in results["datasets"].items():
         lines.append(
             f"| {TITLES.get(name, name)} | {s['count']} | {s['protocol']} | {format_number(s['psnr'], 2)} | "
             f"{format_number(s['ssim'], 4)} | {format_number(s.get('ssim_per_channel'), 4)} |"
+            + (f" {format_number(s.get('lpips'), 4)} |" if lpips else "")
         )
     lines += [
         "",
@@ -214,6 +229,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "3-D SSIM (the papers' numbers); per-channel SSIM = the BasicSR/skimage convention. `realblur`:",
         "prediction aligned to the ground truth (gain + ECC homography), masked PSNR / SSIM.",
         *_basicsr_note(results),
+        *([f"LPIPS: torchmetrics, net {results.get('lpips_net')} (lower = closer)."] if lpips else []),
     ]
     return "\n".join(lines) + "\n"
 
@@ -244,6 +260,7 @@ def evaluate(
     protocol: str | None = None,
     crop_border: int = 0,
     test_y_channel: bool = False,
+    metrics: Mapping[str, Any] | None = None,
     dataset_options: Mapping[str, Mapping[str, Any] | None] | None = None,
     settings: InferenceSettings | Mapping[str, Any] | None = None,
     save_images: bool = False,
@@ -263,6 +280,9 @@ def evaluate(
         protocol: one protocol for every dataset (overrides ``protocols``; None: per dataset).
         crop_border, test_y_channel: the settings of protocol ``basicsr`` (BasicSR's keys), used by the
             datasets scored with it; a non-default value with no dataset scored by ``basicsr`` is an error.
+        metrics: extra metrics (the ``metrics`` node of ``conf/eval.yaml``): ``{"lpips": True}`` adds LPIPS
+            (torchmetrics; ``lpips_net``, ``lpips_weights`` as for
+            :func:`deblur.metrics.scoring.score_folders`), run on the network's device.
         dataset_options: per-dataset loader options (``options.<name>`` of ``conf/eval.yaml``).
         settings: device, tiling and speed options (:class:`~deblur.config.inference.InferenceSettings`, or
             a mapping with its keys, e.g. a composed command config); None: the defaults.
@@ -299,6 +319,7 @@ def evaluate(
     limit = check_int("limit", limit, minimum=1, allow_none=True)
     check_int("score_workers", score_workers)
     check_bool("save_images", save_images)
+    check_lpips_config(metrics)
     if not isinstance(settings, InferenceSettings):
         settings = InferenceSettings.from_config(settings or {})
     settings = eval_settings(settings)
@@ -308,6 +329,7 @@ def evaluate(
     net, options, device = prepare_network(net, settings, example=_first_image(datasets[0], roots,
                                                                               dataset_options, settings))
     log.info("inference options: %s", options.as_dict())
+    lpips = lpips_scorer(metrics, device)
     summaries: dict[str, Any] = {}
     for name in datasets:
         data_cfg = {
@@ -331,6 +353,7 @@ def evaluate(
             limit=limit,
             score_workers=score_workers,
             **(basicsr if protocols[name] == "basicsr" else {}),
+            lpips=lpips,
         )
     results = {
         "ckpt_path": str(ckpt_path),
@@ -342,6 +365,7 @@ def evaluate(
         "limit": limit,
         "inference": options.as_dict(),
         "tlc": dataclasses.asdict(settings.tlc),
+        **({"lpips_net": lpips.net} if lpips is not None else {}),
         "datasets": summaries,
     }
     atomic_write_json(output_dir / "results.json", results)

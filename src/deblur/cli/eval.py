@@ -5,7 +5,7 @@
     deblur-eval ckpt_path=w.pth model=msfs datasets=[realblur_j] roots.realblur_j=/data/RealBlur tile=512
 
 Config: ``conf/eval.yaml`` (``ckpt_path``, ``datasets``, ``roots``, ``options``, ``protocols``, ``protocol``,
-``crop_border``, ``test_y_channel``,
+``crop_border``, ``test_y_channel``, ``metrics.lpips``, ``metrics.lpips_net``, ``metrics.lpips_weights``,
 ``save_images``, ``limit``, ``on_bad_pair``, ``score_workers``) and ``conf/inference/default.yaml``
 (``device``, ``tile``, speed options, ``tlc``). Writes ``<dataset>/{scores.csv,summary.json,summary.md}``,
 ``results.md`` and ``results.json`` into ``paths.output_dir`` (Hydra's run dir). The library:
@@ -43,6 +43,7 @@ def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
         protocol=plain.get("protocol"),
         crop_border=plain.get("crop_border", 0),
         test_y_channel=plain.get("test_y_channel", False),
+        metrics=plain.get("metrics"),
         dataset_options=plain["options"],
         settings=InferenceSettings.from_config(plain),
         output_dir=plain["paths"]["output_dir"],

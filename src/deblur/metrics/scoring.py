@@ -20,9 +20,10 @@ Folders are matched by each file's path relative to its folder without the exten
 ``a/b.jpg``); the extensions are :data:`deblur.io.IMAGE_EXTENSIONS`. Outputs of :func:`write_outputs`
 (written atomically; the inputs are only read):
 
-* ``scores.csv``: one row per image: ``name, psnr, ssim[, ssim_per_channel]``;
-* ``summary.json``: ``psnr``, ``ssim`` (and ``ssim_per_channel`` for gopro), ``count``, ``protocol``,
-  ``pred_dir``, ``gt_dir`` and bookkeeping (skipped files, ECC fallbacks);
+* ``scores.csv``: one row per image: ``name, psnr, ssim[, ssim_per_channel][, lpips]``;
+* ``summary.json``: ``psnr``, ``ssim`` (and ``ssim_per_channel`` for gopro, ``lpips`` with
+  ``metrics.lpips``), ``count``, ``protocol``, ``pred_dir``, ``gt_dir`` and bookkeeping (skipped files, ECC
+  fallbacks);
 * ``summary.md``: the same as a Markdown table (:func:`summary_markdown`).
 """
 
@@ -34,7 +35,7 @@ import logging
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,6 +275,34 @@ def score_files(
     return {"name": name, **score_pair(pred_img, gt_img, protocol, **settings)}
 
 
+# ------------------------------------------------------------------------------------------ LPIPS
+def lpips_scorer(metrics: Mapping[str, Any] | None, device: Any = "cpu") -> Any:
+    """The LPIPS network the ``metrics`` node asks for (:class:`deblur.metrics.lpips_score.LpipsScorer`), or
+    None when ``metrics.lpips`` is off. UserError naming the key for a bad node or weights file."""
+    from deblur.metrics.lpips_score import LpipsScorer, check_lpips_config
+
+    cfg = check_lpips_config(metrics)
+    return LpipsScorer(cfg["lpips_net"], cfg["lpips_weights"], device) if cfg["lpips"] else None
+
+
+def with_lpips(
+    jobs: Iterable[tuple[str, ImageSource, ImageSource]], scorer: Any, values: dict[str, float]
+) -> Iterator[tuple[str, ImageSource, ImageSource]]:
+    """Pass ``(name, pred, gt)`` jobs on unchanged, storing ``values[name]`` = the LPIPS of each pair (read
+    here when given as files). A pair of two sizes is left to the scorer, which fails naming both."""
+    for name, pred, gt in jobs:
+        pred_img, gt_img = _load(pred), _load(gt)
+        if pred_img.shape == gt_img.shape:
+            values[name] = scorer(pred_img, gt_img, what=name)
+        yield name, pred, gt
+
+
+def add_lpips(rows: list[dict[str, Any]], values: Mapping[str, float]) -> None:
+    """Put each row's LPIPS (from :func:`with_lpips`) into the row as ``lpips``."""
+    for row in rows:
+        row["lpips"] = values[row["name"]]
+
+
 # ------------------------------------------------------------------------------------------ many pairs
 def _worker_init() -> None:
     """One thread per scoring process: the pool is the parallelism."""
@@ -327,7 +356,8 @@ def summarize(rows: list[dict[str, Any]], protocol: str, **fields: Any) -> dict[
     """The summary of scored rows: the per-image mean of each of the protocol's metrics, ``count``,
     ``protocol``, then ``fields``; for realblur also ``ecc_fallbacks`` (names scored with the identity
     warp because ECC failed)."""
-    summary: dict[str, Any] = {col: mean(r[col] for r in rows) for col in METRIC_COLUMNS[protocol]}
+    columns = [*METRIC_COLUMNS[protocol], *(["lpips"] if rows and "lpips" in rows[0] else [])]
+    summary: dict[str, Any] = {col: mean(r[col] for r in rows) for col in columns}
     summary.update(count=len(rows), protocol=protocol, **fields)
     if protocol == "realblur":
         fallbacks = [r["name"] for r in rows if not r.get("ecc_converged", True)]
@@ -354,6 +384,7 @@ def score_folders(
     blurry_baseline: bool = False,
     crop_border: int = 0,
     test_y_channel: bool = False,
+    metrics: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every matched image pair of two folders; returns ``(rows, summary)``.
 
@@ -368,6 +399,9 @@ def score_folders(
         protocol: ``gopro``, ``realblur`` or ``basicsr``.
         crop_border, test_y_channel: protocol ``basicsr`` only (BasicSR's keys: pixels cut from each
             border, score the BT.601 luma only); recorded in the summary.
+        metrics: extra metrics (the ``metrics`` node of ``conf/score.yaml``): ``{"lpips": True}`` adds the
+            LPIPS of each pair (``lpips`` in rows and summary, ``lpips_net`` in the summary), with
+            ``lpips_net`` (``alex`` / ``vgg``) and ``lpips_weights`` (the backbone file, for no network).
         recursive: also match files in sub-folders.
         on_missing: ``error`` (an image without partner fails, listing up to 10 per side and the counts)
             or ``skip`` (score the matched pairs; the others are listed in the summary).
@@ -414,6 +448,7 @@ def score_folders(
     check_int("num_workers", num_workers)
     check_bool("recursive", recursive)
     check_bool("blurry_baseline", blurry_baseline)
+    lpips = lpips_scorer(metrics)  # built (and its weights checked) before any scoring
     pred_root = _check_folder("pred_dir", pred_dir)
     gt_root = _check_folder("gt_dir", gt_dir)
     check_folders(pred_root, gt_root, blurry_baseline)
@@ -470,12 +505,17 @@ def score_folders(
         if done % step == 0 or done == total:
             log.info("scored %d/%d images", done, total)
 
-    rows = score_rows(pairing.pairs, protocol, num_workers, progress, **settings)
+    lpips_values: dict[str, float] = {}
+    jobs = pairing.pairs if lpips is None else with_lpips(pairing.pairs, lpips, lpips_values)
+    rows = score_rows(jobs, protocol, num_workers, progress, **settings)
     check_scores(rows, pred_root, gt_root)
+    if lpips is not None:
+        add_lpips(rows, lpips_values)
     summary = summarize(
         rows,
         protocol,
         **settings,
+        **({"lpips_net": lpips.net} if lpips is not None else {}),
         pred_dir=str(pred_root),
         gt_dir=str(gt_root),
         recursive=recursive,
@@ -507,7 +547,9 @@ def protocol_text(summary: dict[str, Any]) -> str:
 def summary_markdown(summary: dict[str, Any]) -> str:
     """A Markdown table of a :func:`score_folders` summary (PSNR 2 decimals, SSIM 4)."""
     metrics = METRIC_COLUMNS[summary["protocol"]]
-    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ssim_per_channel": "SSIM (per-channel)"}
+    if "lpips" in summary:
+        metrics = (*metrics, "lpips")
+    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ssim_per_channel": "SSIM (per-channel)", "lpips": "LPIPS"}
     if summary["protocol"] == "gopro":
         titles["ssim"] = "SSIM (3-D, MATLAB)"
     header = ["protocol", "images", *(titles[m] for m in metrics)]
@@ -527,6 +569,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     notes = []
     if summary["protocol"] == "basicsr":
         notes.append(f"- protocol: {protocol_text(summary)}: BasicSR's calculate_psnr / calculate_ssim")
+    if "lpips" in summary:
+        notes.append(f"- LPIPS: torchmetrics, net {summary.get('lpips_net')} (lower = closer)")
     if summary.get("baseline"):
         notes.append(f"- baseline: {summary['baseline']} (scored with blurry_baseline=true)")
     if summary.get("pred_without_gt"):
@@ -547,6 +591,8 @@ def write_outputs(
     """Write ``scores.csv``, ``summary.json`` and ``summary.md`` atomically into ``output_dir``."""
     out = Path(output_dir)
     columns = ["name", *METRIC_COLUMNS[summary["protocol"]]]
+    if "lpips" in summary:
+        columns.append("lpips")
     if summary.get("baseline"):
         columns.append("baseline")
     buf = io.StringIO()
