@@ -15,7 +15,8 @@ import torch
 
 from deblur.errors import UserError
 from deblur.speed import training_probe
-from deblur.speed.training_probe import TrainingOptions, TrainingSpeed
+from deblur.speed.options import TrainingOptions
+from deblur.speed.training_probe import TrainingSpeed
 from deblur.training import train
 from deblur.training_settings import (
     SETTINGS_FILE,

@@ -12,6 +12,7 @@ import torch
 from deblur.bench.models import default_vs_best, paired_default_vs_best
 from deblur.speed import training_probe
 from deblur.speed import trial as speed_trial
+from deblur.speed.options import TrainingOptions
 from deblur.speed.rule import decide, paired
 
 EXACT, FAST = "fp32", "bf16"
@@ -90,7 +91,7 @@ class _NoisyTimer:
         self.calls = 0
         self.noise = [1.0, 0.8, 1.2, 0.95, 1.1, 0.85]
 
-    def __call__(self, options: training_probe.TrainingOptions) -> float:
+    def __call__(self, options: TrainingOptions) -> float:
         self.calls += 1
         base = 0.8 if options.channels_last else 1.0
         if options.precision == "bf16-mixed":

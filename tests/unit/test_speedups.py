@@ -17,7 +17,7 @@ from deblur.models.fddn import FDDN
 from deblur.models.fsm import _OctaveConvBNReLU
 from deblur.models.msfs_net import MSFSNet
 from deblur.speed import cache as speed_cache
-from deblur.speed import inference_probe, training_probe, transforms
+from deblur.speed import inference_probe, timers, training_probe, transforms
 from deblur.speed import options as speed_options
 from deblur.speed import trial as speed_trial
 from deblur.speed.inference_probe import resolve_options
@@ -272,7 +272,7 @@ def test_near_ties_go_to_the_more_exact_candidate_and_failures_are_left_out():
 
 
 def test_a_candidate_outside_its_tolerance_is_left_out(net, photo, monkeypatch):
-    monkeypatch.setattr(inference_probe, "output_psnr", lambda reference, other: 10.0)  # far below 60 dB
+    monkeypatch.setattr(timers, "output_psnr", lambda reference, other: 10.0)  # far below 60 dB
     result = inference_probe.resolve_speed(
         CPU, net=net, example=photo, cache=False, min_pixels=0, **FP32_FOLDED
     )
@@ -359,7 +359,7 @@ def test_the_fixed_rule_is_fp32_and_machine_independent(device):
 def test_the_training_probe_picks_the_faster_step_and_respects_given_keys(tmp_path):
     steps = {(False, "32-true"): 0.040, (True, "32-true"): 0.030, (False, "bf16-mixed"): 0.035,
              (True, "bf16-mixed"): 0.020}  # fmt: skip
-    times = {training_probe.TrainingOptions(*key): seconds for key, seconds in steps.items()}
+    times = {speed_options.TrainingOptions(*key): seconds for key, seconds in steps.items()}
     model, loss = {"name": "msfs", **TINY}, {"name": "msfs"}
     kwargs = {"batch": 4, "size": 256, "cache": tmp_path / "speed.json", "timer": _fake_timer(times)}
     chosen = training_probe.choose_training_speed(model, loss, CPU, precision="auto", **kwargs)
@@ -372,7 +372,7 @@ def test_the_training_probe_picks_the_faster_step_and_respects_given_keys(tmp_pa
     assert layout.source == "explicit" and not layout.channels_last and layout.precision == "16-mixed"
     kwargs["timer"] = _no_timing
     fixed = training_probe.choose_training_speed(model, loss, CPU, mode="fixed", **kwargs)
-    assert fixed.options == training_probe.fixed_training_options(CPU) and fixed.precision == "32-true"
+    assert fixed.options == speed_options.fixed_training_options(CPU) and fixed.precision == "32-true"
     cached = training_probe.choose_training_speed(model, loss, CPU, precision="auto", **kwargs)
     assert cached.source == "cache" and cached.options == chosen.options
 

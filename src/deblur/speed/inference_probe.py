@@ -41,7 +41,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from deblur.metrics.agreement import output_psnr
 from deblur.speed.cache import (
     cache_key,
     cache_path,
@@ -61,8 +60,7 @@ from deblur.speed.options import (
     explicit_options,
 )
 from deblur.speed.rule import describe_decisions
-from deblur.speed.timing import synchronize
-from deblur.speed.transforms import inference_context, prepare_for_inference, to_input
+from deblur.speed.timers import ForwardTimer
 from deblur.speed.trial import (
     BUDGET_S,
     MAX_PROBE_SIDE,
@@ -134,55 +132,6 @@ def probe_example(example: torch.Tensor, multiple: int = 1, max_side: int = MAX_
     ch, cw = side(h), side(w)
     top, left = (h - ch) // 2, (w - cw) // 2
     return example[..., top : top + ch, left : left + cw]
-
-
-class ForwardTimer:
-    """``timer(options)``: seconds of one forward call of ``net`` prepared with ``options`` on ``example``
-    (synchronised on CUDA), the default timing function of :func:`resolve_speed`.
-
-    The first call of each candidate prepares it (kept until :meth:`close`) and checks its output against
-    the output of the first candidate called (the most exact one), when that one runs in fp32: a PSNR
-    below the candidate's tolerance raises ValueError, and the probe leaves the candidate out.
-    """
-
-    def __init__(self, net: nn.Module, example: torch.Tensor, device: torch.device) -> None:
-        self.net, self.device = net, torch.device(device)
-        self.example = example.to(self.device)
-        self._prepared: dict[InferenceOptions, tuple[nn.Module, torch.Tensor]] = {}
-        self._reference: tuple[InferenceOptions, torch.Tensor] | None = None
-
-    def __call__(self, options: InferenceOptions) -> float:
-        first = options not in self._prepared
-        if first:
-            fast = prepare_for_inference(self.net, options, self.device)
-            self._prepared[options] = (fast, to_input(self.example, options))
-        fast, x = self._prepared[options]
-        start = time.perf_counter()
-        with inference_context(options, self.device):
-            out = fast(x)
-        synchronize(self.device)
-        elapsed = time.perf_counter() - start
-        if first:
-            self._check(options, out.float())
-        return elapsed
-
-    def _check(self, options: InferenceOptions, out: torch.Tensor) -> None:
-        if self._reference is None:
-            self._reference = (options, out)
-            return
-        ref_options, reference = self._reference
-        if ref_options.precision != "fp32":
-            return
-        psnr = output_psnr(reference, out)
-        if psnr < options.tolerance():
-            label = describe_options(ref_options.as_dict())
-            raise ValueError(
-                f"output {psnr:.1f} dB from {label}, below its tolerance {options.tolerance()} dB"
-            )
-
-    def close(self) -> None:
-        self._prepared.clear()
-        self._reference = None
 
 
 def _exactness(options: InferenceOptions) -> tuple[float, int]:

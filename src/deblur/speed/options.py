@@ -1,4 +1,6 @@
-"""The inference speed options, their stated tolerances, and the fixed rule that needs no timing.
+"""The speed options, their stated tolerances, and the fixed rules that need no timing: for inference
+(:class:`InferenceOptions`, :func:`default_options`) and for training (:class:`TrainingOptions`,
+:func:`fixed_training_options`).
 
 Options (:class:`InferenceOptions`), each with its tolerance in :data:`TOLERANCES` (the minimum PSNR, in
 dB, of the option's output against the fp32 NCHW output, images in [0, 1]; tests/unit/test_speedups.py):
@@ -152,3 +154,29 @@ def check_speed_mode(mode: str) -> None:
     """Raise ValueError naming the ``speed`` key unless ``mode`` is one of :data:`MODES`."""
     if mode not in MODES:
         raise ValueError(f"speed must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+# ---------------------------------------------------------------- training
+#: Lightning precisions the training probe chooses between (``trainer.precision=auto``)
+TRAIN_PRECISIONS = ("32-true", "bf16-mixed")
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How to train: ``channels_last`` (train.yaml's key) and the Lightning ``trainer.precision``."""
+
+    channels_last: bool = False
+    precision: str = "32-true"
+
+    def label(self) -> str:
+        return f"{self.precision}{', channels_last' if self.channels_last else ''}"
+
+    def as_dict(self) -> dict[str, bool | str]:
+        return {"channels_last": self.channels_last, "precision": self.precision}
+
+
+def fixed_training_options(device: torch.device) -> TrainingOptions:
+    """The training fixed rule: ``32-true`` (fp32, results do not depend on bf16 units); channels_last on
+    CPU and CUDA (fp32 in another summation order: the same loss and gradients up to rounding,
+    ``tests/unit/test_training_layout.py``), NCHW elsewhere."""
+    return TrainingOptions(channels_last=torch.device(device).type in ("cpu", "cuda"), precision="32-true")

@@ -32,9 +32,15 @@ from deblur.speed.cache import (
     store_entry,
     trusted_entry,
 )
-from deblur.speed.options import bf16_available, check_speed_mode
+from deblur.speed.options import (
+    TRAIN_PRECISIONS,
+    TrainingOptions,
+    bf16_available,
+    check_speed_mode,
+    fixed_training_options,
+)
 from deblur.speed.rule import describe_decisions
-from deblur.speed.timing import synchronize
+from deblur.speed.timers import TrainStepTimer
 from deblur.speed.trial import (
     BUDGET_S,
     MAX_PROBE_SIDE,
@@ -45,30 +51,6 @@ from deblur.speed.trial import (
 from deblur.utils.device import device_name
 
 log = logging.getLogger(__name__)
-
-#: Lightning precisions the training probe chooses between (``trainer.precision=auto``)
-TRAIN_PRECISIONS = ("32-true", "bf16-mixed")
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    """How to train: ``channels_last`` (train.yaml's key) and the Lightning ``trainer.precision``."""
-
-    channels_last: bool = False
-    precision: str = "32-true"
-
-    def label(self) -> str:
-        return f"{self.precision}{', channels_last' if self.channels_last else ''}"
-
-    def as_dict(self) -> dict[str, bool | str]:
-        return {"channels_last": self.channels_last, "precision": self.precision}
-
-
-def fixed_training_options(device: torch.device) -> TrainingOptions:
-    """The training fixed rule: ``32-true`` (fp32, results do not depend on bf16 units); channels_last on
-    CPU and CUDA (fp32 in another summation order: the same loss and gradients up to rounding,
-    ``tests/unit/test_training_layout.py``), NCHW elsewhere."""
-    return TrainingOptions(channels_last=torch.device(device).type in ("cpu", "cuda"), precision="32-true")
 
 
 @dataclass
@@ -104,63 +86,6 @@ class TrainingSpeed:
             "rejected": self.rejected, "key": self.key, "seconds": self.seconds,
             "decisions": self.decisions, "checks": self.checks,
         }  # fmt: skip
-
-
-def _autocast_dtype(precision: str) -> torch.dtype | None:
-    if precision.startswith("bf16"):
-        return torch.bfloat16
-    if precision.startswith("16"):
-        return torch.float16
-    return None
-
-
-class TrainStepTimer:
-    """``timer(options)``: seconds of one training step (forward with the loss's feature passes, loss,
-    backward, Adam step; synchronised on CUDA) of a fresh :class:`~deblur.lit.restoration.RestorationModule`
-    on a random (batch, 3, size, size) pair, under ``torch.autocast`` for mixed precisions. One module per
-    memory format, built on first use (seeded; the caller's random state is restored by
-    :func:`choose_training_speed`)."""
-
-    def __init__(
-        self, model_cfg: Mapping[str, Any], loss_cfg: Mapping[str, Any], device: torch.device, batch: int,
-        size: int,
-    ) -> None:  # fmt: skip
-        self.model_cfg, self.device = dict(model_cfg), torch.device(device)
-        self.loss_cfg = dict(loss_cfg)
-        if "pretrained" in self.loss_cfg:
-            self.loss_cfg["pretrained"] = False  # same cost; no weights to fetch for a timing
-        self.batch, self.size = int(batch), int(size)
-        self._modules: dict[bool, tuple[Any, torch.optim.Optimizer, torch.Tensor, torch.Tensor]] = {}
-
-    def _module(self, channels_last: bool) -> tuple[Any, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
-        if channels_last not in self._modules:
-            from deblur.lit.restoration import RestorationModule
-
-            torch.manual_seed(0)
-            module = RestorationModule(
-                model=self.model_cfg, loss=self.loss_cfg, optim={"name": "adam", "lr": 1e-4},
-                channels_last=channels_last,
-            ).to(self.device).train()  # fmt: skip
-            optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
-            blurry = torch.rand(self.batch, 3, self.size, self.size, device=self.device)
-            batch = module.to_layout({"blurry": blurry, "sharp": blurry.flip(-1)})
-            self._modules[channels_last] = (module, optimizer, batch["blurry"], batch["sharp"])
-        return self._modules[channels_last]
-
-    def __call__(self, options: TrainingOptions) -> float:
-        module, optimizer, blurry, sharp = self._module(options.channels_last)
-        dtype = _autocast_dtype(options.precision)
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            _, total, _ = module.compute_loss(blurry, sharp)
-        total.backward()
-        optimizer.step()
-        synchronize(self.device)
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        self._modules.clear()
 
 
 @contextlib.contextmanager
