@@ -180,14 +180,16 @@ def resolve_speed(
         example: a representative input (N, 3, H, W) or (3, H, W) in [0, 1], e.g. the first image or a
             tile (centre-cropped to at most ``max_side`` a side before timing).
         mode: ``"probe"`` (time the options left None) or ``"fixed"`` (the fixed rule, no timing).
-        cache: the cache file (None / True = :func:`default_cache_path`, False = none).
+        cache: the cache file (None / True = :func:`deblur.speed.cache.default_cache_path`,
+            False = none).
         timer: ``timer(options) -> seconds of one call``; default :class:`ForwardTimer` on ``net`` and the
             cropped ``example``.
-        network_id: the network's identity in the cache key (e.g. :func:`config_identity` of its model
-            config); default :func:`network_identity` of ``net``.
+        network_id: the network's identity in the cache key (e.g.
+            :func:`deblur.speed.cache.config_identity` of its model config); default
+            :func:`deblur.speed.cache.network_identity` of ``net``.
         probe_compile: also time ``compile=True`` when ``compile`` is None (minutes of compiling).
-        budget_s, min_pixels, max_side: see :data:`BUDGET_S`, :data:`MIN_PROBE_PIXELS`,
-            :data:`MAX_PROBE_SIDE`.
+        budget_s, min_pixels, max_side: see :mod:`deblur.speed.trial` (:data:`BUDGET_S`,
+            :data:`MIN_PROBE_PIXELS`, :data:`MAX_PROBE_SIDE`).
         channels_last, precision, fold_batchnorm, compile: given options (None = choose).
 
     Returns:
