@@ -25,7 +25,7 @@ Outputs in ``output_dir``, all written atomically:
 
 The network runs in fp32 unless ``settings`` ask for ``precision=bf16`` (:func:`eval_settings`: the
 papers' numbers are fp32; ``results.md`` names a bf16 run beside its table). The speed options
-(:mod:`deblur.speedups`; from ``settings``, null = chosen by the probe or the device's defaults) are recorded
+(:mod:`deblur.speed`; from ``settings``, null = chosen by the probe or the device's defaults) are recorded
 under ``inference`` in ``results.json`` and each ``summary.json``: ``seconds_per_image`` (the network on one
 image, host copies included) depends on them.
 """
@@ -62,7 +62,7 @@ from deblur.metrics.scoring import (
     with_lpips,
     write_outputs,
 )
-from deblur.speedups import InferenceOptions, describe_options
+from deblur.speed.options import InferenceOptions, describe_options
 from deblur.utils.checks import check_bool, check_int, format_number, mean
 from deblur.utils.device import runtime_record
 from deblur.utils.files import atomic_write_json, atomic_write_text
@@ -226,7 +226,7 @@ def write_blurry_input(
 def eval_settings(settings: InferenceSettings) -> InferenceSettings:
     """``deblur-eval``'s inference settings: ``precision`` fp32 unless one is asked for (the papers' numbers
     are fp32; bf16 only with ``precision=bf16``). Memory format and BatchNorm folding stay open to the probe:
-    they stay within their tolerance of the fp32 NCHW output (:data:`deblur.speedups.TOLERANCES`)."""
+    they stay within their tolerance of the fp32 NCHW output (:data:`deblur.speed.options.TOLERANCES`)."""
     if settings.speed.get("precision") is not None:
         return settings
     return dataclasses.replace(settings, speed={**settings.speed, "precision": "fp32"})

@@ -9,7 +9,7 @@
   has the input's size; an image no larger than ``tile`` runs in one piece.
 
 Neither function changes the grad mode: call them under ``torch.inference_mode()`` for inference (or
-:func:`deblur.speedups.inference_context`, which adds bf16 autocast when asked for).
+:func:`deblur.speed.transforms.inference_context`, which adds bf16 autocast when asked for).
 
 * :func:`restore`: one image of any kind (numpy uint8 / uint16 / float, gray / RGB / RGBA, or a tensor)
   through a network, under inference mode, padded or tiled; the result has the input's kind. Empty images,
@@ -34,7 +34,7 @@ from deblur.utils.pixels import check_pixels
 
 if TYPE_CHECKING:
     from deblur.config.inference import InferenceSettings
-    from deblur.speedups import InferenceOptions
+    from deblur.speed.options import InferenceOptions
 
 
 def pad_and_run(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
@@ -176,7 +176,8 @@ def restore(
 
     Args:
         net: a network in eval mode (as :func:`deblur.checkpoints.load_model` returns it, or prepared by
-            :func:`deblur.speedups.prepare_for_inference` for ``options``). The image goes to its device.
+            :func:`deblur.speed.transforms.prepare_for_inference` for ``options``).
+            The image goes to its device.
         image: a numpy array ``(H, W)`` (gray), ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA; alpha kept as
             it is) of uint8, uint16 or floats in [0, 1]; or a tensor ``(3, H, W)`` / ``(N, 3, H, W)`` of
             floats in [0, 1].
@@ -205,7 +206,8 @@ def restore(
         >>> out.shape, out.dtype
         ((30, 41, 3), dtype('uint8'))
     """
-    from deblur.speedups import InferenceOptions, inference_context, to_input
+    from deblur.speed.options import InferenceOptions
+    from deblur.speed.transforms import inference_context, to_input
 
     options = options or InferenceOptions()
     device = _net_device(net)
@@ -271,14 +273,16 @@ def prepare_network(
         net: a network in eval mode (e.g. from :func:`deblur.checkpoints.load_model`); left unchanged.
         settings: the inference settings (:class:`deblur.config.inference.InferenceSettings`); None: defaults.
         example: a representative input, (3, H, W) or (N, 3, H, W) in [0, 1] (e.g. the first image): with
-            ``speed=probe`` the options left null are timed on it (:func:`deblur.speed_probe.resolve_speed`,
-            cached); None, or ``speed=fixed``: the fixed rule.
+            ``speed=probe`` the options left null are timed on it
+            (:func:`deblur.speed.inference_probe.resolve_speed`, cached); None, or ``speed=fixed``: the
+            fixed rule.
 
     Returns:
         ``(prepared network, the speed options used, the device)``; pass the options to :func:`restore`.
     """
     from deblur.config.inference import InferenceSettings
-    from deblur.speedups import prepare_for_inference, resolve_options
+    from deblur.speed.inference_probe import resolve_options
+    from deblur.speed.transforms import prepare_for_inference
     from deblur.utils.device import select_device
 
     settings = settings or InferenceSettings()

@@ -67,7 +67,7 @@ def test_predict_writes_the_ensemble_and_says_so(ckpt, tmp_path, caplog):
 
 
 def test_eval_records_the_ensemble_and_the_probe_times_the_network_once(ckpt, tmp_path, monkeypatch):
-    from deblur import speed_probe
+    from deblur.speed import inference_probe as speed_probe
 
     probed: list[tuple[int, ...]] = []
     real = speed_probe.resolve_speed

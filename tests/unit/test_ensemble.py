@@ -13,7 +13,7 @@ from deblur.config.inference import InferenceSettings, TLCSettings
 from deblur.ensemble import TRANSFORMS, dihedral, self_ensemble, undo_dihedral
 from deblur.inference import pad_and_run, prepare_network, restore, tiled_inference
 from deblur.models.registry import build_model
-from deblur.speedups import InferenceOptions
+from deblur.speed.options import InferenceOptions
 from tests.tiny import TINY_MSFS
 
 #: the 8 symmetries of the square and their inverses, written out independently of deblur.ensemble

@@ -51,7 +51,7 @@ from deblur.config.inference import InferenceSettings
 from deblur.data.base import dataset_sources, distinct_first
 from deblur.inference import restore
 from deblur.paths import CONF_DIR
-from deblur.speedups import InferenceOptions, describe_options
+from deblur.speed.options import InferenceOptions, describe_options
 from deblur.utils.device import runtime_record
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: the speed options' keys (deblur.speedups), null = chosen for the device
+#: the speed options' keys (deblur.speed.options), null = chosen for the device
 SPEED_KEYS = ("channels_last", "precision", "fold_batchnorm", "compile")
 
 

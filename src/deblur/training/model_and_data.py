@@ -51,9 +51,9 @@ def training_speed(cfg: DictConfig) -> tuple[bool, str]:
     """``(channels_last, trainer precision)`` of a run: as configured, or probed where left open.
 
     ``channels_last: null`` and / or ``trainer.precision: auto`` time a few training steps of the configured
-    network and loss at the training crop (:func:`deblur.speed_probe.choose_training_speed`, cached per
-    machine) and take the fastest; ``speed=fixed`` takes the fixed rule instead. The defaults are fixed
-    (``channels_last: true``, ``32-true``): docs/training.md says why.
+    network and loss at the training crop (:func:`deblur.speed.training_probe.choose_training_speed`,
+    cached per machine) and take the fastest; ``speed=fixed`` takes the fixed rule instead. The defaults
+    are fixed (``channels_last: true``, ``32-true``): docs/training.md says why.
 
     One run's choice, decided afresh; :func:`deblur.training.train` decides through
     :func:`deblur.training_settings.decide_training_settings` (once per study, kept by a resumed run).
