@@ -44,6 +44,7 @@ from deblur.data.datamodule import DeblurDataModule
 from deblur.data.datasets import check_data_root
 from deblur.errors import UserError
 from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpoint_model, checkpoint_info
+from deblur.lit.ema import check_ema_resume, ema_callbacks, ema_decay
 from deblur.lit.restoration import RestorationModule
 from deblur.lit.wandb import log_run_figures
 from deblur.lit.wandb import wandb_loggers as wandb_loggers_of
@@ -117,6 +118,7 @@ def build_strategy(cfg: DictConfig) -> Any:
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     nodes = cfg.get("callbacks") or {}
     callbacks = [instantiate(node) for node in nodes.values() if node is not None and "_target_" in node]
+    callbacks += ema_callbacks(cfg)  # ema.decay: Lightning's EMAWeightAveraging (deblur.lit.ema)
     return [*callbacks, *_progress_bar(cfg, callbacks), RNGState()]  # RNG states in checkpoints: exact resume
 
 
@@ -462,6 +464,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None and ckpt_path not in _LIGHTNING_CKPT and "://" not in ckpt_path:
         check_complete(ckpt_path, "ckpt_path")
         check_checkpoint_model(ckpt_path, _container(cfg.model))
+        check_ema_resume(ckpt_path, cfg)  # an EMA checkpoint resumes with EMA on (deblur.lit.ema)
         start_step = _announce_resume(cfg, ckpt_path)
     check_data_root(_container(cfg.data))  # a missing dataset is reported before the speed probe
     settings = decide_training_settings(cfg, output_dir, ckpt_path)
@@ -710,6 +713,7 @@ def _fit_and_validate(
         "model": cfg.model.get("name") or cfg.model.get("_target_"),
         "model_preset": model_preset(_container(cfg.model)),
         "ablation": cfg.get("ablation_name"),
+        "ema_decay": ema_decay(cfg),  # null: no EMA; else validation and checkpoints used the averaged weights
         "parameters": params,
         "size_mb": size_mb(params),
         "global_step": steps,
