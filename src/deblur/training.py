@@ -713,7 +713,7 @@ def _fit_and_validate(
         "model": cfg.model.get("name") or cfg.model.get("_target_"),
         "model_preset": model_preset(_container(cfg.model)),
         "ablation": cfg.get("ablation_name"),
-        "ema_decay": ema_decay(cfg),  # null: no EMA; else validation and checkpoints used the averaged weights
+        "ema_decay": ema_decay(cfg),  # null: no EMA, else validation and checkpoints used the average
         "parameters": params,
         "size_mb": size_mb(params),
         "global_step": steps,

@@ -116,14 +116,16 @@ def check_ema_resume(ckpt_path: str | os.PathLike, cfg: Any) -> None:
     saved, asked = checkpoint_ema_decay(checkpoint), ema_decay(cfg)
     if saved is None:
         if asked is not None:
-            log.info("ema.decay=%s: %s holds no EMA state; the average starts from its weights", asked, ckpt_path)
+            log.info("ema.decay=%s: %s holds no EMA state; the average starts from its weights",
+                     asked, ckpt_path)  # fmt: skip
         return
     if asked is None:
-        value = "" if math.isnan(saved) else f"={saved}"
+        value = "=<the decay it was trained with>" if math.isnan(saved) else f"={saved}"
         raise UserError(
-            f"ckpt_path={ckpt_path} holds EMA-averaged weights (ema.decay{value}) next to the raw ones, but "
-            f"ema.decay is null: resume with ema.decay{value or '=<the decay it was trained with>'} to continue both, or "
-            f"start a new run from its averaged weights with init_from={ckpt_path}"
+            f"ckpt_path={ckpt_path} holds EMA-averaged weights next to the raw ones, but ema.decay is null: "
+            f"resume with ema.decay{value} to continue both, or start a new run from its averaged weights "
+            f"with init_from={ckpt_path}"
         )
     if not math.isnan(saved) and saved != asked:
-        log.warning("ema.decay=%s: %s's averaged weights were made with ema.decay=%s", asked, ckpt_path, saved)
+        log.warning("ema.decay=%s: the averaged weights of %s were made with ema.decay=%s",
+                    asked, ckpt_path, saved)  # fmt: skip
