@@ -39,6 +39,14 @@ def test_a_decay_outside_0_1_is_one_message_naming_ema_decay(compose_train, deca
     check_train_config(compose_train("ema.decay=0.999"))
 
 
+def test_ema_with_a_sharded_strategy_is_refused(compose_train):
+    check_train_config(compose_train("ema.decay=0.999", "strategy=ddp"))
+    check_train_config(compose_train("strategy=fsdp"))
+    sharded = r"^ema\.decay=0\.999: .* does not support sharded models \(strategy=fsdp\)"
+    with pytest.raises(UserError, match=sharded):
+        check_train_config(compose_train("ema.decay=0.999", "strategy=fsdp"))
+
+
 def test_a_bad_decay_from_the_command_line_exits_2_before_anything_is_built(tmp_path, monkeypatch, capsys):
     from deblur.cli import train as cli
 

@@ -294,7 +294,7 @@ def check_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
         problems.add("seed", seed, "an integer")
     from deblur.lit.ema import ema_problems
 
-    problems.lines += ema_problems(cfg.get("ema"))  # ema.decay (deblur.lit.ema)
+    problems.lines += ema_problems(cfg)  # ema.decay (deblur.lit.ema)
     augment = _plain(cfg.get("augment"))
     if isinstance(augment, Mapping):
         from deblur.data.augment import make_pipeline

@@ -46,9 +46,11 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def ema_problems(node: Any) -> list[str]:
-    """``key=value: expectation`` lines for a bad ``ema`` node (empty when it is fine or absent)."""
-    node = _plain(node)
+def ema_problems(cfg: Any) -> list[str]:
+    """``key=value: expectation`` lines for a bad ``ema`` node of a ``deblur-train`` config (empty when it is
+    fine or absent): an unknown key, a decay that is no number in (0, 1), EMA with a sharded strategy
+    (FSDP: Lightning's weight averaging keeps a whole copy of the module and does not support sharding)."""
+    node = _plain(cfg.get("ema"))
     if node is None:
         return []
     if not isinstance(node, Mapping):
@@ -61,7 +63,18 @@ def ema_problems(node: Any) -> list[str]:
     if not number or not 0 < decay < 1:
         shown = repr(decay) if isinstance(decay, str) else decay
         problems.append(f"ema.decay={shown}: {_EXPECTED}")
+    elif _sharded(_plain(cfg.get("strategy"))):
+        problems.append(
+            f"ema.decay={decay}: Lightning's EMA weight averaging does not support sharded models "
+            "(strategy=fsdp); use strategy=ddp, or ema.decay=null"
+        )
     return problems
+
+
+def _sharded(strategy: Any) -> bool:
+    if isinstance(strategy, Mapping):
+        strategy = strategy.get("_target_") or strategy.get("name")
+    return isinstance(strategy, str) and "fsdp" in strategy.lower()
 
 
 def ema_decay(cfg: Any) -> float | None:
