@@ -107,3 +107,26 @@ def test_the_average_is_the_ema_of_the_raw_weights_and_every_reader_gets_it(comp
                         limit_val_batches=cfg.trainer.limit_val_batches, accelerator="cpu")  # fmt: skip
     (scores,) = trainer.validate(module.eval(), datamodule=datamodule, verbose=False)
     assert scores["val/psnr"] == pytest.approx(two["val/psnr"], abs=1e-5)
+
+
+def test_a_resume_says_a_changed_decay_and_refuses_ema_off(tmp_path, caplog):
+    from deblur.lit.ema import check_ema_resume
+
+    ema = {"state_dict": {}, "current_model_state": {}, "averaging_state": {}}
+    ours = tmp_path / "ours.ckpt"
+    torch.save({**ema, "callbacks": {"WeightEMA": {"latest_update_step": 4, "decay": 0.9}}}, ours)
+    lightnings = tmp_path / "lightning.ckpt"  # Lightning's own callback does not record the decay
+    torch.save({**ema, "callbacks": {"EMAWeightAveraging": {"latest_update_step": 4}}}, lightnings)
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}, "callbacks": {}}, plain)
+    on, off = OmegaConf.create({"ema": {"decay": 0.99}}), OmegaConf.create({"ema": {"decay": None}})
+    with caplog.at_level("WARNING", logger="deblur.lit.ema"):
+        check_ema_resume(ours, on)
+    assert f"ema.decay=0.99: the averaged weights of {ours} were made with ema.decay=0.9" in caplog.text
+    check_ema_resume(plain, on)
+    check_ema_resume(plain, off)
+    check_ema_resume(lightnings, on)
+    with pytest.raises(UserError, match=r"resume with ema\.decay=<the decay it was trained with> to "):
+        check_ema_resume(lightnings, off)
+    with pytest.raises(UserError, match=r"or start a new run from its averaged weights with init_from="):
+        check_ema_resume(ours, OmegaConf.create({}))
