@@ -4,6 +4,7 @@ weights, ``metrics.json`` the decay. (Exact resume with EMA: tests/integration/t
 
 from __future__ import annotations
 
+import csv
 import sys
 
 import lightning as L
@@ -73,9 +74,12 @@ def test_off_by_default_no_callback_on_with_lightnings_ema(compose_train):
 
 def test_the_average_is_the_ema_of_the_raw_weights_and_every_reader_gets_it(compose_train, tmp_path):
     decay = 0.5
-    ema = [*RUN, f"ema.decay={decay}"]
+    ema = [*RUN, "trainer.val_check_interval=1", f"ema.decay={decay}"]  # validated after every step
     one = train(compose_train(*ema, "trainer.max_steps=1", f"paths.output_dir={tmp_path}/one"))
     two = train(compose_train(*ema, "trainer.max_steps=2", f"paths.output_dir={tmp_path}/two"))
+    off = ["ema.decay=null", "trainer.max_steps=2", f"paths.output_dir={tmp_path}/plain"]
+    plain = train(compose_train(*ema, *off))
+    assert plain["ema_decay"] is None and plain["val/psnr"] != two["val/psnr"]
     assert one["ema_decay"] == two["ema_decay"] == decay  # metrics.json records the decay
     first, last = _ckpt(tmp_path / "one/checkpoints/last.ckpt"), _ckpt(tmp_path / "two/checkpoints/last.ckpt")
     # the first update copies the weights; the second is decay * average + (1 - decay) * weights
@@ -87,6 +91,12 @@ def test_the_average_is_the_ema_of_the_raw_weights_and_every_reader_gets_it(comp
             assert torch.allclose(v, decay * w1[k] + (1 - decay) * w2[k], atol=1e-7), k
     assert any("running_var" in k for k in avg)
     assert any(not torch.equal(avg[k], w2[k]) for k in avg if k.endswith("weight"))
+    # the raw weights trained exactly as without EMA (the validation at step 1 swapped them back)
+    rows = csv.DictReader((tmp_path / "two/csv/metrics.csv").open())
+    assert len([r for r in rows if r.get("val/psnr")]) == 2  # after step 1 and after step 2
+    without = _ckpt(tmp_path / "plain/checkpoints/last.ckpt")
+    assert "current_model_state" not in without
+    assert all(torch.equal(without["state_dict"][k], w2[k]) for k in w2)
 
     # best-*.ckpt, load_model (predict, eval, analyze) and init_from read the averaged weights
     (best,) = (tmp_path / "two/checkpoints").glob("best-*.ckpt")
