@@ -17,8 +17,9 @@ from deblur.checkpoints import load_model
 from deblur.config.checks import check_train_config
 from deblur.data.datamodule import DeblurDataModule
 from deblur.errors import UserError
+from deblur.lit.ema import ema_callbacks
 from deblur.lit.restoration import RestorationModule
-from deblur.training import build_callbacks, initialise_weights, train
+from deblur.training import initialise_weights, train
 from tests.integration.conftest import TINY_TRAIN
 
 #: tiny runs with BatchNorm (MSFS-Net's norm: batch; msfs_small has none), so buffers are averaged too
@@ -65,11 +66,11 @@ def test_a_bad_decay_from_the_command_line_exits_2_before_anything_is_built(tmp_
 
 
 def test_off_by_default_no_callback_on_with_lightnings_ema(compose_train):
+    # (that train() adds them to its Trainer: the runs below, whose checkpoints hold the callback's state)
     cfg = compose_train()
-    assert cfg.ema.decay is None
-    assert not any(isinstance(c, EMAWeightAveraging) for c in build_callbacks(cfg))
-    on = [c for c in build_callbacks(compose_train("ema.decay=0.99")) if isinstance(c, EMAWeightAveraging)]
-    assert len(on) == 1 and on[0].decay == 0.99
+    assert cfg.ema.decay is None and ema_callbacks(cfg) == []
+    (on,) = ema_callbacks(compose_train("ema.decay=0.99"))
+    assert isinstance(on, EMAWeightAveraging) and on.decay == 0.99
 
 
 def test_the_average_is_the_ema_of_the_raw_weights_and_every_reader_gets_it(compose_train, tmp_path):
@@ -95,7 +96,8 @@ def test_the_average_is_the_ema_of_the_raw_weights_and_every_reader_gets_it(comp
     rows = csv.DictReader((tmp_path / "two/csv/metrics.csv").open())
     assert len([r for r in rows if r.get("val/psnr")]) == 2  # after step 1 and after step 2
     without = _ckpt(tmp_path / "plain/checkpoints/last.ckpt")
-    assert "current_model_state" not in without
+    assert "current_model_state" not in without and "WeightEMA" not in without["callbacks"]
+    assert last["callbacks"]["WeightEMA"] == {"latest_update_step": 2, "decay": decay}
     assert all(torch.equal(without["state_dict"][k], w2[k]) for k in w2)
 
     # best-*.ckpt, load_model (predict, eval, analyze) and init_from read the averaged weights
