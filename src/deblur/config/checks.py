@@ -292,6 +292,9 @@ def check_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
     seed = cfg.get("seed")
     if seed is not None and not _is_int(seed):
         problems.add("seed", seed, "an integer")
+    from deblur.lit.ema import ema_problems
+
+    problems.lines += ema_problems(cfg)  # ema.decay (deblur.lit.ema)
     augment = _plain(cfg.get("augment"))
     if isinstance(augment, Mapping):
         from deblur.data.augment import make_pipeline

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.config.presets import model_preset
 from deblur.data.datamodule import DeblurDataModule
 from deblur.errors import UserError
+from deblur.lit.ema import ema_decay
 from deblur.lit.restoration import RestorationModule
 from deblur.models.registry import size_mb
 from deblur.training.stopping import TrainingDiverged, fit, kept_checkpoint, says_what_a_full_disk_kept
@@ -83,6 +84,7 @@ def fit_and_validate(
         "model": cfg.model.get("name") or cfg.model.get("_target_"),
         "model_preset": model_preset(OmegaConf.to_container(cfg.model, resolve=True)),
         "ablation": cfg.get("ablation_name"),
+        "ema_decay": ema_decay(cfg),  # null: no EMA, else validation and checkpoints used the average
         "parameters": params,
         "size_mb": size_mb(params),
         "global_step": steps,

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.checkpoints import check_complete
 from deblur.errors import UserError
 from deblur.lit.checkpointing import check_checkpoint_model, checkpoint_info
+from deblur.lit.ema import check_ema_resume
 from deblur.training.max_time import clock, max_time_used_up, time_left
 from deblur.training.run_log import say
 from deblur.training.summary import COMPLETE
@@ -154,4 +155,5 @@ def check_resume(cfg: DictConfig, ckpt_path: str | None) -> int:
         return 0
     check_complete(ckpt_path, "ckpt_path")
     check_checkpoint_model(ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
+    check_ema_resume(ckpt_path, cfg)  # an EMA checkpoint resumes with EMA on (deblur.lit.ema)
     return announce_resume(cfg, ckpt_path)

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState
+from deblur.lit.ema import ema_callbacks
 
 
 def build_strategy(cfg: DictConfig) -> Any:
@@ -28,6 +29,7 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     progress bar (:func:`_progress_bar`) and :class:`~deblur.lit.checkpointing.RNGState`."""
     nodes = cfg.get("callbacks") or {}
     callbacks = [instantiate(node) for node in nodes.values() if node is not None and "_target_" in node]
+    callbacks += ema_callbacks(cfg)  # ema.decay: Lightning's EMAWeightAveraging (deblur.lit.ema)
     return [*callbacks, *_progress_bar(cfg, callbacks), RNGState()]  # RNG states in checkpoints: exact resume
 
 
