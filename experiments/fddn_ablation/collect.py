@@ -1,4 +1,5 @@
-"""FDDN Table 5 from a sweep: ``python experiments/fddn_ablation/collect.py [SWEEP_DIR] [--out F]``.
+"""FDDN Table 5 from a sweep: ``python experiments/fddn_ablation/collect.py [SWEEP_DIR] [--out F]
+[--method NAME=FOLDER]``.
 
 Rows = variants (``model.variant`` of each job's resolved config), columns Distillation Block / Frequency
 Split Block / Frequency Distillation Block, PSNR, SSIM, parameters, size in MB, and the paper's numbers
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _collect import collect_ablation, parse  # noqa: E402
 
 from deblur.analysis.tables import FDDN_TABLE5, fddn_components, fddn_variant  # noqa: E402
+from deblur.cli.common import user_errors  # noqa: E402
 
 TITLE = "FDDN ablations (Table 5 form)"
 NOTE = (
@@ -23,10 +25,12 @@ NOTE = (
 )
 
 
-def collect(sweep_dirs: list[Path], out: Path | None = None) -> Path:
-    return collect_ablation(sweep_dirs, "fddn", fddn_components, fddn_variant, FDDN_TABLE5, TITLE, out, NOTE)
+def collect(sweep_dirs: list[Path], out: Path | None = None, methods: list[str] = ()) -> Path:
+    return collect_ablation(
+        sweep_dirs, "fddn", fddn_components, fddn_variant, FDDN_TABLE5, TITLE, out, NOTE, methods
+    )
 
 
 if __name__ == "__main__":
     args = parse(__doc__.splitlines()[0], "fddn_ablation")
-    collect(args.sweep_dir, args.out)
+    user_errors("experiments/fddn_ablation/collect.py")(collect)(args.sweep_dir, args.out, args.method)

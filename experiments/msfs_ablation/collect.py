@@ -1,5 +1,5 @@
 """MSFS-Net Table 4 from a sweep: ``python experiments/msfs_ablation/collect.py [SWEEP_DIR] [--out F]
-[--csffm-reading skip|concat]``.
+[--csffm-reading skip|concat] [--method NAME=FOLDER]``.
 
 Rows = variants (named from each job's resolved config), columns FSM / CSFFM / CLM / Consistency
 (model.use_fsm, model.use_csffm and model.use_skip, loss.lambda_high > 0, loss.lambda_low > 0), PSNR, SSIM,
@@ -20,9 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _collect import collect_ablation  # noqa: E402
+from _collect import add_method_option, collect_ablation  # noqa: E402
 
 from deblur.analysis.tables import MSFS_TABLE4, msfs_components, msfs_variant  # noqa: E402
+from deblur.cli.common import user_errors  # noqa: E402
 
 TITLE = "MSFS-Net ablations (Table 4 form)"
 #: which ablation the paper's "w/o CSFFM" row is compared with
@@ -51,10 +52,12 @@ def paper_numbers(reading: str = "skip") -> dict[str, tuple[float, float]]:
     return paper
 
 
-def collect(sweep_dirs: list[Path], out: Path | None = None, csffm_reading: str = "skip") -> Path:
+def collect(
+    sweep_dirs: list[Path], out: Path | None = None, csffm_reading: str = "skip", methods: list[str] = ()
+) -> Path:
     paper = paper_numbers(csffm_reading)
     return collect_ablation(
-        sweep_dirs, "msfs", msfs_components, msfs_variant, paper, TITLE, out, note=NOTES[csffm_reading]
+        sweep_dirs, "msfs", msfs_components, msfs_variant, paper, TITLE, out, NOTES[csffm_reading], methods
     )
 
 
@@ -70,9 +73,11 @@ def _parse() -> argparse.Namespace:
         help="the run the paper's 'w/o CSFFM' row stands beside: skip = msfs/no_skip (default), "
         "concat = msfs/no_csffm",
     )  # fmt: skip
+    add_method_option(parser)
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     args = _parse()
-    collect(args.sweep_dir, args.out, args.csffm_reading)
+    run = user_errors("experiments/msfs_ablation/collect.py")(collect)
+    run(args.sweep_dir, args.out, args.csffm_reading, args.method)

@@ -3,7 +3,9 @@
 Formats, recognised by their content:
 
 * a ``deblur-train`` (Lightning) checkpoint: a dict with ``state_dict`` (network weights under ``net.``)
-  and ``hyper_parameters.model`` (the network's config, so nothing else is needed);
+  and ``hyper_parameters.model`` (the network's config, so nothing else is needed); a run with
+  ``ema.decay`` stores the averaged weights there (read here) and the raw ones under
+  ``current_model_state`` (read only by a resume, :mod:`deblur.lit.ema`);
 * a plain state dict (tensors by name; a ``net.`` or ``module.`` prefix on every key is stripped): the
   network must be named (``model=<preset>`` on the command line, ``model=`` in the API);
 * the foreign weights formats the networks declare (:class:`deblur.config.registry.WeightsFormat`):

@@ -13,7 +13,9 @@ import deblur.losses.configs  # noqa: F401
 import deblur.models.fddn.config  # noqa: F401
 import deblur.models.msfs.config  # noqa: F401
 import deblur.models.nafnet.config  # noqa: F401
-from deblur.config.registry import register_group_check
+from deblur.config.registry import register_config_check, register_group_check
 
 # deblur-train's augment group is checked by building its pipeline (its errors name the transform)
 register_group_check("augment", "deblur.data.augment:make_pipeline")
+# ema.decay, also against the strategy (FSDP)
+register_config_check("deblur.lit.ema:ema_problems")

@@ -9,12 +9,13 @@
   has the input's size; an image no larger than ``tile`` runs in one piece.
 
 Neither function changes the grad mode: call them under ``torch.inference_mode()`` for inference (or
-:func:`deblur.speedups.inference_context`, which adds bf16 autocast when asked for).
+:func:`deblur.speed.transforms.inference_context`, which adds bf16 autocast when asked for).
 
 * :func:`restore`: one image of any kind (numpy uint8 / uint16 / float, gray / RGB / RGBA, or a tensor)
   through a network, under inference mode, padded or tiled; the result has the input's kind. Empty images,
   NaN / infinite samples and float samples outside [0, 1] are refused (ValueError); a network output with a
-  NaN or infinite value is never returned (:class:`NonFiniteOutput`, naming the image).
+  NaN or infinite value is never returned (:class:`NonFiniteOutput`, naming the image). With
+  ``self_ensemble=True``, the mean over the 8 flips / rotations of the image (:mod:`deblur.ensemble`).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from deblur.ensemble import self_ensemble as ensemble_mean
 from deblur.errors import UserError
 from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.utils.pixels import check_pixels
 
 if TYPE_CHECKING:
     from deblur.config.inference import InferenceSettings
-    from deblur.speedups import InferenceOptions
+    from deblur.speed.options import InferenceOptions
 
 
 def pad_and_run(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
@@ -167,12 +169,15 @@ def restore(
     options: InferenceOptions | None = None,
     tile_overlap: int = 32,
     name: str | None = None,
+    *,
+    self_ensemble: bool = False,
 ) -> np.ndarray | torch.Tensor:
     """Deblur one image of any size with ``net``; the result has the input's kind, size and layout.
 
     Args:
         net: a network in eval mode (as :func:`deblur.checkpoints.load_model` returns it, or prepared by
-            :func:`deblur.speedups.prepare_for_inference` for ``options``). The image goes to its device.
+            :func:`deblur.speed.transforms.prepare_for_inference` for ``options``).
+            The image goes to its device.
         image: a numpy array ``(H, W)`` (gray), ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA; alpha kept as
             it is) of uint8, uint16 or floats in [0, 1]; or a tensor ``(3, H, W)`` / ``(N, 3, H, W)`` of
             floats in [0, 1].
@@ -180,6 +185,8 @@ def restore(
         options: the speed options ``net`` was prepared with (memory format, bf16 autocast); None: fp32.
         tile_overlap: minimum overlap of the tiles in pixels.
         name: how messages name the image (e.g. its file); None: "the image".
+        self_ensemble: the mean of the 8 runs on the flipped / rotated image, each turned back
+            (:func:`deblur.ensemble.self_ensemble`); each run pads and tiles its own orientation (8 runs).
 
     Returns:
         The deblurred image, clipped to [0, 1]: integers are rounded to nearest in the input's dtype;
@@ -199,7 +206,8 @@ def restore(
         >>> out.shape, out.dtype
         ((30, 41, 3), dtype('uint8'))
     """
-    from deblur.speedups import InferenceOptions, inference_context, to_input
+    from deblur.speed.options import InferenceOptions
+    from deblur.speed.transforms import inference_context, to_input
 
     options = options or InferenceOptions()
     device = _net_device(net)
@@ -211,12 +219,16 @@ def restore(
                              "image.float() / 255 for 8-bit samples")
         check_pixels(image, name or "image")
         batch = image[None] if image.ndim == 3 else image
-        x = to_input(batch.to(device=device, dtype=torch.float32), options)
-        with inference_context(options, device):
+        x = batch.to(device=device, dtype=torch.float32)
+
+        def run(z: torch.Tensor) -> torch.Tensor:
+            z = to_input(z, options)
             if tile is None:
-                y = pad_and_run(net, x)
-            else:
-                y = torch.cat([tiled_inference(net, x[i : i + 1], tile, tile_overlap) for i in range(len(x))])
+                return pad_and_run(net, z)
+            return torch.cat([tiled_inference(net, z[i : i + 1], tile, tile_overlap) for i in range(len(z))])
+
+        with inference_context(options, device):
+            y = ensemble_mean(run, x) if self_ensemble else run(x)
             check_finite_output(y, name)
             y = y.float().clamp_(0.0, 1.0)
         y = y.clone().to(device=image.device, dtype=image.dtype)  # an ordinary tensor, not an inference one
@@ -238,7 +250,8 @@ def restore(
         raise ValueError(f"restore takes uint8, uint16 or float images, got {image.dtype}")
     check_pixels(image, name or "image")
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(scale))
-    y = restore(net, x, tile, options, tile_overlap, name).numpy().transpose(1, 2, 0)
+    y = restore(net, x, tile, options, tile_overlap, name, self_ensemble=self_ensemble)
+    y = y.numpy().transpose(1, 2, 0)
     if image.ndim == 2:
         y = y.mean(axis=2)
     if scale != 1.0:
@@ -260,14 +273,16 @@ def prepare_network(
         net: a network in eval mode (e.g. from :func:`deblur.checkpoints.load_model`); left unchanged.
         settings: the inference settings (:class:`deblur.config.inference.InferenceSettings`); None: defaults.
         example: a representative input, (3, H, W) or (N, 3, H, W) in [0, 1] (e.g. the first image): with
-            ``speed=probe`` the options left null are timed on it (:func:`deblur.speed_probe.resolve_speed`,
-            cached); None, or ``speed=fixed``: the fixed rule.
+            ``speed=probe`` the options left null are timed on it
+            (:func:`deblur.speed.inference_probe.resolve_speed`, cached); None, or ``speed=fixed``: the
+            fixed rule.
 
     Returns:
         ``(prepared network, the speed options used, the device)``; pass the options to :func:`restore`.
     """
     from deblur.config.inference import InferenceSettings
-    from deblur.speedups import prepare_for_inference, resolve_options
+    from deblur.speed.inference_probe import resolve_options
+    from deblur.speed.transforms import prepare_for_inference
     from deblur.utils.device import select_device
 
     settings = settings or InferenceSettings()

@@ -193,9 +193,9 @@ def predict_images(
             reports it and goes on.
 
     Returns:
-        ``{"written", "kept", "failed", "output", "model", "device", "device_name", "torch", "inference"}``
-        (``device_name``, ``torch``: :func:`deblur.utils.device.runtime_record`; ``inference``: the speed
-        options used: precision, memory format, BatchNorm folding, compile).
+        ``{"written", "kept", "failed", "output", "model", "device", "device_name", "torch", "inference",
+        "self_ensemble"}`` (``device_name``, ``torch``: :func:`deblur.utils.device.runtime_record`;
+        ``inference``: the speed options used: precision, memory format, BatchNorm folding, compile).
 
     Raises:
         PredictionIncomplete: with ``on_error="skip"``, after the run, when some inputs failed.
@@ -220,6 +220,8 @@ def predict_images(
     label = model_cfg.get("name") or model_cfg.get("_target_")
     log.info("network %s on %s; %d image(s)", label, device, len(plan))
     log.info("inference options: %s", options.as_dict())
+    if settings.self_ensemble:
+        log.info("self_ensemble: on (each image is the mean of 8 flipped / rotated runs)")
     runtime = runtime_record(device)
     log.info("device: %s; torch %s", runtime["device_name"], runtime["torch"])
     written: list[str] = []
@@ -232,7 +234,8 @@ def predict_images(
             continue
         try:
             image, meta = read_image(path)
-            result = restore(net, to_float(image), settings.tile, options, settings.tile_overlap, str(path))
+            result = restore(net, to_float(image), settings.tile, options, settings.tile_overlap, str(path),
+                             self_ensemble=settings.self_ensemble)
         except (ImageReadError, NonFiniteOutput) as err:
             if on_error == "error":
                 raise
@@ -251,6 +254,7 @@ def predict_images(
         "device": str(device),
         **runtime,
         "inference": options.as_dict(),
+        "self_ensemble": settings.self_ensemble,
     }
     if failed:
         raise PredictionIncomplete(

@@ -46,7 +46,8 @@ SETTINGS_FILE = "training_settings.json"
 LOCK_FILE = ".training_settings.lock"
 #: how the settings were chosen
 CHOSEN_BY = ("given", "probe", "rule")
-#: :class:`deblur.speed_probe.TrainingSpeed` ``source`` -> how chosen (unknown sources with times: probe)
+#: :class:`deblur.speed.training_probe.TrainingSpeed` ``source`` -> how chosen
+#: (unknown sources with times: probe)
 _SOURCE_CHOSEN_BY = {
     "explicit": "given",
     "fixed": "rule",
@@ -129,9 +130,10 @@ def with_given(settings: TrainingSettings, given: Mapping[str, Any]) -> Training
 
 
 def probe_settings(cfg: Mapping[str, Any], given: Mapping[str, Any]) -> TrainingSettings:
-    """Decide now: the given values, the rest by :func:`deblur.speed_probe.choose_training_speed` (the probe,
-    the speed cache, or the fixed rule)."""
-    from deblur import speed_probe
+    """Decide now: the given values, the rest by
+    :func:`deblur.speed.training_probe.choose_training_speed` (the probe, the speed cache, or the fixed
+    rule)."""
+    from deblur.speed import training_probe
 
     device = job_device(cfg)
     label = device_name(device)
@@ -145,7 +147,7 @@ def probe_settings(cfg: Mapping[str, Any], given: Mapping[str, Any]) -> Training
             detail={"given": sorted(given)},
         )
     data = cfg["data"]
-    chosen = speed_probe.choose_training_speed(
+    chosen = training_probe.choose_training_speed(
         _plain(cfg["model"]), _plain(cfg["loss"]), device,
         batch=int(data["batch_size"]), size=int(data.get("crop_size") or 256),
         channels_last=given.get("channels_last"), precision=given.get("precision"),

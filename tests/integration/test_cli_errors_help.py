@@ -84,10 +84,10 @@ def test_a_missing_dataset_root_is_reported_before_the_speed_probe(compose_train
     import deblur.training as training
     from deblur.data.validate import DatasetError
 
-    def probe(cfg):
+    def probe(cfg, given):
         raise AssertionError("the speed probe ran before the dataset root was checked")
 
-    monkeypatch.setattr(training, "training_speed", probe)
+    monkeypatch.setattr("deblur.training_settings.probe_settings", probe)  # what train() decides through
     cfg = compose_train("data=pairs", f"data.root={tmp_path / 'nowhere'}", "speed=probe")
     with pytest.raises(DatasetError, match=r"dataset root does not exist: .*nowhere \(data\.root="):
         training.train(cfg)

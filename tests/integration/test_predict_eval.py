@@ -27,7 +27,7 @@ from deblur.config import register_configs
 from deblur.config.inference import InferenceSettings
 from deblur.evaluation import evaluate
 from deblur.paths import CONF_DIR, REPO_ROOT
-from deblur.speedups import default_options
+from deblur.speed.options import default_options
 from tests.tiny import TINY_MSFS, save_tiny_checkpoint
 from tests.unit.test_datasets import make_gopro, make_hide
 
@@ -247,14 +247,14 @@ def test_readme_quoting_example_for_odd_paths_runs(ckpt, tmp_path):
 
 
 def test_eval_runs_fp32_unless_bf16_is_asked_for_and_says_so(ckpt, tmp_path, monkeypatch):
-    from deblur import speed_probe
-    from deblur.speed_probe import ProbeResult
-    from deblur.speedups import InferenceOptions
+    from deblur.speed import inference_probe
+    from deblur.speed.inference_probe import ProbeResult
+    from deblur.speed.options import InferenceOptions
 
     def probe_prefers_bf16(device, *, precision=None, **kwargs):  # a machine where bf16 times faster
         return ProbeResult(InferenceOptions(channels_last=True, precision=precision or "bf16"), "probe")
 
-    monkeypatch.setattr(speed_probe, "resolve_speed", probe_prefers_bf16)
+    monkeypatch.setattr(inference_probe, "resolve_speed", probe_prefers_bf16)
     hide = make_hide(tmp_path / "HIDE_dataset")
     cpu = InferenceSettings(device="cpu")
     exact = evaluate(ckpt, ["hide"], {"hide": hide}, settings=cpu, output_dir=tmp_path / "fp32", limit=1)

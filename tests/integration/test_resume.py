@@ -6,6 +6,7 @@ import csv
 import pytest
 import torch
 
+from deblur.errors import UserError
 from deblur.lit.checkpointing import AtomicCheckpointIO, check_checkpoint_model
 from deblur.lit.restoration import RestorationModule
 from deblur.training import METRIC_KEYS, train
@@ -64,6 +65,30 @@ def test_stopped_mid_epoch_and_resumed_with_workers_equals_an_uninterrupted_run(
     a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-6
+
+
+def test_with_ema_a_resume_continues_the_raw_and_the_averaged_weights_bitwise(compose_train, tmp_path):
+    # ema.decay (deblur.lit.ema): stopped mid-epoch at step 4 and resumed to 8 = 8 steps straight, for
+    # the raw weights, the averaged ones (BatchNorm's running statistics included) and the update count
+    steps = [*N_STEPS, "trainer.max_epochs=null", "model.norm=batch", "ema.decay=0.9"]
+    full = train(compose_train(*steps, "trainer.max_steps=8", f"paths.output_dir={tmp_path}/a"))
+    every_2 = "callbacks.step_checkpoint.every_n_train_steps=2"
+    train(compose_train(*steps, "trainer.max_steps=4", every_2, f"paths.output_dir={tmp_path}/b"))
+    # with ema off, Lightning would load the averaged weights as the raw ones: refused, naming the decay
+    again = ["trainer.max_steps=8", "ckpt_path=last", f"paths.output_dir={tmp_path}/b"]
+    with pytest.raises(UserError, match=r"holds EMA-averaged weights .* resume with ema\.decay=0\.9 "):
+        train(compose_train(*steps, "ema.decay=null", *again))
+    resumed = train(compose_train(*steps, *again))
+    assert resumed["global_step"] == full["global_step"] == 8 and resumed["ema_decay"] == 0.9
+    assert resumed["val/psnr"] == full["val/psnr"]
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    for part in ("state_dict", "current_model_state", "averaging_state"):
+        assert a[part].keys() == b[part].keys(), part
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert int(b["averaging_state"]["n_averaged"]) == 8
+    assert b["callbacks"]["WeightEMA"] == {"latest_update_step": 8, "decay": 0.9}
+    assert any(not torch.equal(a["state_dict"][k], a["current_model_state"][k]) for k in a["state_dict"])
 
 
 def test_checkpoint_of_another_model_fails_naming_both(compose_train, tmp_path):

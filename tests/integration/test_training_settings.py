@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from deblur import speed_probe
 from deblur.errors import UserError
-from deblur.speed_probe import TrainingOptions, TrainingSpeed
+from deblur.speed import training_probe
+from deblur.speed.options import TrainingOptions
+from deblur.speed.training_probe import TrainingSpeed
 from deblur.training import train
 from deblur.training_settings import (
     SETTINGS_FILE,
@@ -35,8 +36,8 @@ DEBUG = [
 
 
 class FakeProbe:
-    """Stands in for :func:`deblur.speed_probe.choose_training_speed`: counts its calls and "chooses" NCHW
-    fp32 (not the fixed rule's channels_last, so that a test sees where a value came from)."""
+    """Stands in for :func:`deblur.speed.training_probe.choose_training_speed`: counts its calls and
+    "chooses" NCHW fp32 (not the fixed rule's channels_last, so that a test sees where a value came from)."""
 
     def __init__(self, options: TrainingOptions | None = None) -> None:
         self.calls: list[dict] = []
@@ -63,7 +64,7 @@ def test_metrics_json_names_the_resolved_precision_layout_device_and_how_chosen(
 
 
 def test_given_settings_win_and_say_so(compose_train, tmp_path, monkeypatch):
-    monkeypatch.setattr(speed_probe, "choose_training_speed", _no_probe)
+    monkeypatch.setattr(training_probe, "choose_training_speed", _no_probe)
     cfg = compose_train("channels_last=false", "trainer.precision=32-true", *TINY_TRAIN)
     settings = decide_training_settings(cfg, tmp_path)
     assert (settings.precision, settings.channels_last, settings.chosen_by) == ("32-true", False, "given")
@@ -76,7 +77,7 @@ def test_a_resumed_run_keeps_its_settings_unless_given(compose_train, tmp_path, 
     torch.save({"hyper_parameters": {"channels_last": False}}, ckpt)
     started = TrainingSettings("bf16-mixed", False, "probe", "some cpu", torch.__version__)
     write_settings(run / SETTINGS_FILE, started)
-    monkeypatch.setattr(speed_probe, "choose_training_speed", _no_probe)
+    monkeypatch.setattr(training_probe, "choose_training_speed", _no_probe)
     kept = decide_training_settings(compose_train(*TINY_TRAIN), run, str(ckpt))
     assert (kept.precision, kept.channels_last, kept.chosen_by) == ("bf16-mixed", False, "probe")
     assert kept.decided_in == "resumed run"
@@ -86,13 +87,13 @@ def test_a_resumed_run_keeps_its_settings_unless_given(compose_train, tmp_path, 
     # a checkpoint from before the settings file: its channels_last is kept, the precision decided again
     (run / SETTINGS_FILE).unlink()
     probe = FakeProbe(TrainingOptions(True, "32-true"))
-    monkeypatch.setattr(speed_probe, "choose_training_speed", probe)
+    monkeypatch.setattr(training_probe, "choose_training_speed", probe)
     older = decide_training_settings(compose_train(*TINY_TRAIN), run, str(ckpt))
     assert older.channels_last is False and probe.calls[0]["channels_last"] is False
 
 
 def test_ddp_ranks_above_zero_read_rank_zeros_decision(compose_train, tmp_path, monkeypatch):
-    monkeypatch.setattr(speed_probe, "choose_training_speed", _no_probe)
+    monkeypatch.setattr(training_probe, "choose_training_speed", _no_probe)
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr("deblur.training_settings.RANK_WAIT_S", 0.2)
     with pytest.raises(UserError, match="rank 0 decides"):
@@ -164,7 +165,7 @@ def test_a_two_job_multirun_probes_once_and_trains_both_jobs_alike(tmp_path, mon
     from deblur.cli import train as train_cli
 
     probe = FakeProbe()
-    monkeypatch.setattr(speed_probe, "choose_training_speed", probe)
+    monkeypatch.setattr(training_probe, "choose_training_speed", probe)
     monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.chdir(tmp_path)

@@ -229,6 +229,14 @@ def test_a_user_error_raised_in_a_loader_worker_comes_back_as_its_message(tmp_pa
         'last):\n  File "/usr/lib/python3/site-packages/numpy/x.py", line 1, in f\nValueError: bad'
     )
     assert unwrap_worker_error(bug) is bug  # not ours: a bug keeps its traceback
+    import deblur.data.augment
+
+    ours = ValueError(  # raised by the suite's own code anywhere in the package, not only in training/
+        "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+        f'last):\n  File "{deblur.data.augment.__file__}", line 1, in f\nValueError: bad crop'
+    )
+    unwrapped = unwrap_worker_error(ours)
+    assert type(unwrapped) is UserError and str(unwrapped) == "bad crop"
 
 
 # ---------------------------------------------------------------- 13: bad values name their key

@@ -52,11 +52,11 @@ def offline(monkeypatch, tmp_path):
     def no_network(self, *args, **kwargs):
         raise urllib.error.URLError("network unreachable")
 
-    def no_probe(cfg):
+    def no_probe(cfg, given):
         raise AssertionError("the speed probe ran before the loss weights were checked")
 
     monkeypatch.setattr(VGG16_Weights, "get_state_dict", no_network)
-    monkeypatch.setattr("deblur.training.training_speed", no_probe)
+    monkeypatch.setattr("deblur.training_settings.probe_settings", no_probe)  # what train() decides through
 
 
 def test_fddn_without_vgg16_weights_offline_fails_first_naming_loss_weights_path(

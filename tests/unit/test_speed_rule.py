@@ -1,4 +1,4 @@
-"""The speed probe's decision rule (deblur.speed_rule) on synthetic timings: timing noise never switches
+"""The speed probe's decision rule (deblur.speed.rule) on synthetic timings: timing noise never switches
 to an option that changes results, clear gains do, and a marginal cached choice is probed again."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import math
 import pytest
 import torch
 
-from deblur import speed_probe
 from deblur.bench.models import default_vs_best, paired_default_vs_best
-from deblur.speed_rule import decide, paired
+from deblur.speed import training_probe
+from deblur.speed import trial as speed_trial
+from deblur.speed.options import TrainingOptions
+from deblur.speed.rule import decide, paired
 
 EXACT, FAST = "fp32", "bf16"
 
@@ -75,7 +77,7 @@ def test_the_probe_keeps_fp32_when_bf16_only_wins_by_noise():
     """Interleaved rounds from a timer whose bf16 runs are 5 % faster on average but noisy: the old rule
     (smallest minimum wins) took bf16 from its one lucky round."""
     sequences = {EXACT: iter([1.0, 1.0, 1.0, 1.0]), FAST: iter([1.0, 0.8, 1.15, 0.952])}  # warm-up first
-    trial = speed_probe.interleaved_probe(
+    trial = speed_trial.interleaved_probe(
         [EXACT, FAST], lambda c: next(sequences[c]), budget_s=60.0, rounds=3, changes_results=_bf16
     )
     assert trial.best == EXACT and len(trial.rounds) == 3
@@ -89,7 +91,7 @@ class _NoisyTimer:
         self.calls = 0
         self.noise = [1.0, 0.8, 1.2, 0.95, 1.1, 0.85]
 
-    def __call__(self, options: speed_probe.TrainingOptions) -> float:
+    def __call__(self, options: TrainingOptions) -> float:
         self.calls += 1
         base = 0.8 if options.channels_last else 1.0
         if options.precision == "bf16-mixed":
@@ -98,23 +100,23 @@ class _NoisyTimer:
 
 
 def test_a_marginal_cached_training_choice_is_probed_once_more_then_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(speed_probe, "bf16_available", lambda device: True)  # bf16 a candidate on any CPU
+    monkeypatch.setattr(training_probe, "bf16_available", lambda device: True)  # bf16 a candidate on any CPU
     cache = tmp_path / "speed.json"
     kwargs = {"batch": 2, "size": 256, "cache": cache}
     model, loss = {"name": "msfs"}, {"name": "msfs"}
     timer = _NoisyTimer()
-    first = speed_probe.choose_training_speed(model, loss, torch.device("cpu"), timer=timer, **kwargs)
+    first = training_probe.choose_training_speed(model, loss, torch.device("cpu"), timer=timer, **kwargs)
     assert first.source == "probe" and first.precision == "32-true" and first.channels_last
     (entry,) = json.loads(cache.read_text())["entries"].values()
     assert entry["decisions"][0]["marginal"] and entry["checks"] == 1
     assert entry["decisions"][0]["spread"] > 0.05 and "margin" in entry["decisions"][0]
 
     calls = timer.calls
-    second = speed_probe.choose_training_speed(model, loss, torch.device("cpu"), timer=timer, **kwargs)
+    second = training_probe.choose_training_speed(model, loss, torch.device("cpu"), timer=timer, **kwargs)
     assert timer.calls > calls and second.source == "probe" and second.checks == 2  # re-checked
 
     calls = timer.calls
-    third = speed_probe.choose_training_speed(model, loss, torch.device("cpu"), timer=timer, **kwargs)
+    third = training_probe.choose_training_speed(model, loss, torch.device("cpu"), timer=timer, **kwargs)
     assert timer.calls == calls and third.source == "cache" and third.checks == 2
 
 
@@ -130,16 +132,16 @@ def test_a_clear_cached_choice_stays_and_an_entry_of_the_old_rule_is_probed_agai
         calls.append(options)
         return steps[options.channels_last]
 
-    speed_probe.choose_training_speed(model, loss, cpu, timer=timer, **kwargs)
+    training_probe.choose_training_speed(model, loss, cpu, timer=timer, **kwargs)
     calls.clear()
-    cached = speed_probe.choose_training_speed(model, loss, cpu, timer=timer, **kwargs)
+    cached = training_probe.choose_training_speed(model, loss, cpu, timer=timer, **kwargs)
     assert not calls and cached.source == "cache" and not cached.decisions[0]["marginal"]
 
     data = json.loads(cache.read_text())
     for entry in data["entries"].values():  # as written before margins were recorded
         entry.pop("decisions"), entry.pop("checks")
     cache.write_text(json.dumps(data))
-    again = speed_probe.choose_training_speed(model, loss, cpu, timer=timer, **kwargs)
+    again = training_probe.choose_training_speed(model, loss, cpu, timer=timer, **kwargs)
     assert calls and again.source == "probe" and again.channels_last
 
 
@@ -167,9 +169,9 @@ def test_slow_calls_still_time_bf16_against_the_fastest_fp32_for_several_rounds(
         calls.append(candidate)
         return times[candidate] * (1.0 + 0.01 * (len(calls) % 3))
 
-    trial = speed_probe.interleaved_probe(list(times), timer, budget_s=1e-9, changes_results=_bf16)
-    assert trial.best == "bf16_cl" and len(trial.rounds) == speed_probe.MIN_ROUNDS
-    assert len(trial.runs["fp32_cl"]) == len(trial.runs["bf16_cl"]) == speed_probe.MIN_ROUNDS
+    trial = speed_trial.interleaved_probe(list(times), timer, budget_s=1e-9, changes_results=_bf16)
+    assert trial.best == "bf16_cl" and len(trial.rounds) == speed_trial.MIN_ROUNDS
+    assert len(trial.runs["fp32_cl"]) == len(trial.runs["bf16_cl"]) == speed_trial.MIN_ROUNDS
     assert len(trial.runs["fp32"]) == len(trial.runs["bf16"]) == 1  # dropped after the first round
 
 
@@ -177,10 +179,10 @@ def test_rounds_go_on_past_the_budget_while_the_decision_is_marginal():
     # bf16 is twice as fast, but two of the first three rounds were disturbed: marginal after 3 rounds,
     # clear after 5; the probe stops there (not at 3 with fp32, not at ROUNDS)
     sequences = {EXACT: iter([1.0] * 8), FAST: iter([0.5, 0.5, 1.2, 0.9, 0.5, 0.5, 0.5, 0.5])}
-    trial = speed_probe.interleaved_probe(
+    trial = speed_trial.interleaved_probe(
         [EXACT, FAST], lambda c: next(sequences[c]), budget_s=1e-9, changes_results=_bf16
     )
-    assert len(trial.rounds) == 5 < speed_probe.ROUNDS
+    assert len(trial.rounds) == 5 < speed_trial.ROUNDS
     assert trial.best == FAST and trial.decision is not None and not trial.decision.marginal
 
 
@@ -195,7 +197,7 @@ def test_bf16_faster_in_every_round_is_taken_however_much_the_gain_varies():
 def test_one_disturbed_first_round_does_not_drop_bf16():
     # bf16 is 2x faster, but its first timed call was hit by a neighbour (3x the fp32 time)
     sequences = {EXACT: iter([1.0] * 8), FAST: iter([0.5, 3.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])}
-    trial = speed_probe.interleaved_probe(
+    trial = speed_trial.interleaved_probe(
         [EXACT, FAST], lambda c: next(sequences[c]), budget_s=60.0, rounds=5, changes_results=_bf16
     )
     assert len(trial.runs[FAST]) == 5 and trial.best == FAST

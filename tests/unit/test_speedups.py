@@ -11,22 +11,19 @@ import torch
 from skimage import data, transform
 from torch import nn
 
-from deblur import speed_probe, speedups
 from deblur.inference import pad_and_run, tiled_inference
+from deblur.metrics.agreement import output_psnr
 from deblur.models.fddn.net import FDDN
 from deblur.models.msfs.fsm import _OctaveConvBNReLU
 from deblur.models.msfs.net import MSFSNet
-from deblur.speedups import (
-    TOLERANCES,
-    InferenceOptions,
-    default_options,
-    fold_batchnorm,
-    inference_context,
-    output_psnr,
-    prepare_for_inference,
-    resolve_options,
-    to_input,
-)
+from deblur.speed import cache as speed_cache
+from deblur.speed import inference_probe, timers, training_probe, transforms
+from deblur.speed import options as speed_options
+from deblur.speed import trial as speed_trial
+from deblur.speed.inference_probe import resolve_options
+from deblur.speed.options import TOLERANCES, InferenceOptions, default_options
+from deblur.speed.transforms import fold_batchnorm, inference_context, prepare_for_inference, to_input
+from deblur.utils.device import device_name
 
 CPU = torch.device("cpu")
 TINY = {"width": 8, "encoder_blocks": 1, "latent_blocks": 1, "decoder_blocks": 1, "reduction": 4}
@@ -180,9 +177,9 @@ def test_compile_that_does_not_work_fails_naming_the_option(net, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(speedups, "_COMPILE_WORKS", set())
+    monkeypatch.setattr(transforms, "_COMPILE_WORKS", set())
     monkeypatch.setattr(torch, "compile", broken)
-    with pytest.raises(speedups.CompileUnavailableError, match="compile=true.*no C\\+\\+ compiler"):
+    with pytest.raises(transforms.CompileUnavailableError, match="compile=true.*no C\\+\\+ compiler"):
         prepare_for_inference(net, InferenceOptions(compile=True), CPU)
 
 
@@ -249,20 +246,20 @@ def _no_timing(options):
 def test_the_probe_picks_the_faster_of_two_fake_candidates(net, photo, tmp_path):
     for faster in (True, False):
         times = {faster: 0.010, not faster: 0.020}
-        result = speed_probe.resolve_speed(
+        result = inference_probe.resolve_speed(
             CPU, net=net, example=photo, timer=_fake_timer(times), cache=False, min_pixels=0, **FP32_FOLDED
         )
         assert result.source == "probe" and result.options.channels_last is faster
         assert result.options.precision == "fp32" and result.options.fold_batchnorm
         assert set(result.times_ms) == {"fp32, fold_batchnorm", "fp32, channels_last, fold_batchnorm"}
-        fastest = result.times_ms[speedups.describe_options(result.options.as_dict())]
-        assert fastest["min_ms"] == pytest.approx(10.0) and fastest["runs"] >= speed_probe.MIN_ROUNDS
+        fastest = result.times_ms[speed_options.describe_options(result.options.as_dict())]
+        assert fastest["min_ms"] == pytest.approx(10.0) and fastest["runs"] >= speed_trial.MIN_ROUNDS
 
 
 def test_near_ties_go_to_the_more_exact_candidate_and_failures_are_left_out():
-    trial = speed_probe.interleaved_probe(["exact", "fast"], {"exact": 0.0100, "fast": 0.0099}.__getitem__)
+    trial = speed_trial.interleaved_probe(["exact", "fast"], {"exact": 0.0100, "fast": 0.0099}.__getitem__)
     assert trial.best == "exact"  # 1 % apart: within TIE_MARGIN
-    trial = speed_probe.interleaved_probe(["exact", "fast"], {"exact": 0.0100, "fast": 0.0090}.__getitem__)
+    trial = speed_trial.interleaved_probe(["exact", "fast"], {"exact": 0.0100, "fast": 0.0090}.__getitem__)
     assert trial.best == "fast"
 
     def broken(candidate):
@@ -270,32 +267,34 @@ def test_near_ties_go_to_the_more_exact_candidate_and_failures_are_left_out():
             raise RuntimeError("no kernel")
         return 0.5
 
-    trial = speed_probe.interleaved_probe(["exact", "fast"], broken)
+    trial = speed_trial.interleaved_probe(["exact", "fast"], broken)
     assert trial.best == "exact" and trial.rejected == {"fast": "RuntimeError: no kernel"}
 
 
 def test_a_candidate_outside_its_tolerance_is_left_out(net, photo, monkeypatch):
-    monkeypatch.setattr(speed_probe, "output_psnr", lambda reference, other: 10.0)  # far below 60 dB
-    result = speed_probe.resolve_speed(CPU, net=net, example=photo, cache=False, min_pixels=0, **FP32_FOLDED)
+    monkeypatch.setattr(timers, "output_psnr", lambda reference, other: 10.0)  # far below 60 dB
+    result = inference_probe.resolve_speed(
+        CPU, net=net, example=photo, cache=False, min_pixels=0, **FP32_FOLDED
+    )
     assert result.options.channels_last is False  # the reference (most exact) candidate is all that is left
     assert "below its tolerance 60.0 dB" in result.rejected["fp32, channels_last, fold_batchnorm"]
 
 
 def test_the_choice_is_cached_per_device_torch_network_and_size(net, photo, tmp_path, monkeypatch):
     cache = tmp_path / "speed.json"
-    first = speed_probe.resolve_speed(
+    first = inference_probe.resolve_speed(
         CPU, net=net, example=photo, timer=_fake_timer({True: 0.01, False: 0.02}), cache=cache, min_pixels=0,
         **FP32_FOLDED,
     )  # fmt: skip
     (key, entry), = json.loads(cache.read_text())["entries"].items()
     assert entry["kind"] == "inference" and entry["torch"] == torch.__version__
-    assert entry["device"] == speed_probe.device_name(CPU) and "threads" in entry["device"]
-    assert entry["network"] == speed_probe.network_identity(net) and entry["size_class"] == "2^12"  # 64x64
+    assert entry["device"] == device_name(CPU) and "threads" in entry["device"]
+    assert entry["network"] == speed_cache.network_identity(net) and entry["size_class"] == "2^12"  # 64x64
     for part in (entry["device"], torch.__version__, entry["network"], "2^12"):
         assert part in key
     assert entry["options"] == first.options.as_dict() and first.options.channels_last
 
-    again = speed_probe.resolve_speed(
+    again = inference_probe.resolve_speed(
         CPU, net=net, example=photo, timer=_no_timing, cache=cache, min_pixels=0, **FP32_FOLDED
     )
     assert again.source == "cache" and again.options == first.options
@@ -303,12 +302,12 @@ def test_the_choice_is_cached_per_device_torch_network_and_size(net, photo, tmp_
     calls: list = []  # another input size class is probed on its own
     bigger = torch.rand(1, 3, 128, 128)
     timer = _fake_timer({True: 0.02, False: 0.01}, calls)
-    speed_probe.resolve_speed(CPU, net=net, example=bigger, timer=timer, cache=cache, **FP32_FOLDED)
+    inference_probe.resolve_speed(CPU, net=net, example=bigger, timer=timer, cache=cache, **FP32_FOLDED)
     assert calls and len(json.loads(cache.read_text())["entries"]) == 2
 
-    monkeypatch.setattr(speed_probe, "_torch_version", lambda: "0.0.0-another")  # written by another torch
+    monkeypatch.setattr(speed_cache, "torch_version", lambda: "0.0.0-another")  # written by another torch
     calls.clear()
-    other = speed_probe.resolve_speed(
+    other = inference_probe.resolve_speed(
         CPU, net=net, example=photo, timer=_fake_timer({True: 0.02, False: 0.01}, calls), cache=cache,
         min_pixels=0, **FP32_FOLDED,
     )  # fmt: skip
@@ -317,16 +316,16 @@ def test_the_choice_is_cached_per_device_torch_network_and_size(net, photo, tmp_
 
 def test_a_cached_entry_of_another_torch_version_is_ignored(tmp_path):
     cache = tmp_path / "speed.json"
-    speed_probe.store_entry(cache, "some key", {"torch": "0.0.0-old", "options": {}})
-    assert speed_probe.cached_entry(cache, "some key") is None
-    speed_probe.store_entry(cache, "some key", {"torch": torch.__version__, "options": {}})
-    assert speed_probe.cached_entry(cache, "some key") is not None
+    speed_cache.store_entry(cache, "some key", {"torch": "0.0.0-old", "options": {}})
+    assert speed_cache.cached_entry(cache, "some key") is None
+    speed_cache.store_entry(cache, "some key", {"torch": torch.__version__, "options": {}})
+    assert speed_cache.cached_entry(cache, "some key") is not None
 
 
 def test_explicit_options_win_over_the_probe(net, photo):
     calls: list = []
     timer = _fake_timer({True: 0.01, False: 0.02}, calls)  # channels_last would win
-    result = speed_probe.resolve_speed(
+    result = inference_probe.resolve_speed(
         CPU, net=net, example=photo, timer=timer, cache=False, min_pixels=0, channels_last=False,
         fold_batchnorm=True,
     )  # fmt: skip
@@ -339,14 +338,14 @@ def test_explicit_options_win_over_the_probe(net, photo):
 def test_speed_fixed_and_tiny_inputs_do_not_probe(net, photo, tmp_path):
     cache = tmp_path / "speed.json"
     kwargs = {"net": net, "timer": _no_timing, "cache": cache}
-    fixed = speed_probe.resolve_speed(CPU, example=photo, mode="fixed", **kwargs)
+    fixed = inference_probe.resolve_speed(CPU, example=photo, mode="fixed", **kwargs)
     assert fixed.source == "fixed" and fixed.options == default_options(CPU)
-    tiny = speed_probe.resolve_speed(CPU, example=photo[..., :16, :16], **kwargs)
+    tiny = inference_probe.resolve_speed(CPU, example=photo[..., :16, :16], **kwargs)
     assert tiny.source == "tiny input" and tiny.options == default_options(CPU)
     assert resolve_options(CPU) == default_options(CPU)  # no network: the fixed rule
     assert not cache.exists()
     with pytest.raises(ValueError, match="speed must be one of probe, fixed, got 'fast'"):
-        speed_probe.resolve_speed(CPU, net=net, example=photo, mode="fast")
+        inference_probe.resolve_speed(CPU, net=net, example=photo, mode="fast")
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -354,27 +353,27 @@ def test_the_fixed_rule_is_fp32_and_machine_independent(device):
     options = default_options(torch.device(device))
     assert options.precision == "fp32" and options.channels_last and options.fold_batchnorm
     assert not options.compile
-    assert speedups.default_options(torch.device("mps")) == InferenceOptions()
+    assert speed_options.default_options(torch.device("mps")) == InferenceOptions()
 
 
 def test_the_training_probe_picks_the_faster_step_and_respects_given_keys(tmp_path):
     steps = {(False, "32-true"): 0.040, (True, "32-true"): 0.030, (False, "bf16-mixed"): 0.035,
              (True, "bf16-mixed"): 0.020}  # fmt: skip
-    times = {speed_probe.TrainingOptions(*key): seconds for key, seconds in steps.items()}
+    times = {speed_options.TrainingOptions(*key): seconds for key, seconds in steps.items()}
     model, loss = {"name": "msfs", **TINY}, {"name": "msfs"}
     kwargs = {"batch": 4, "size": 256, "cache": tmp_path / "speed.json", "timer": _fake_timer(times)}
-    chosen = speed_probe.choose_training_speed(model, loss, CPU, precision="auto", **kwargs)
-    expected = (True, "bf16-mixed") if speedups.bf16_available(CPU) else (True, "32-true")
+    chosen = training_probe.choose_training_speed(model, loss, CPU, precision="auto", **kwargs)
+    expected = (True, "bf16-mixed") if speed_options.bf16_available(CPU) else (True, "32-true")
     assert (chosen.channels_last, chosen.precision) == expected and chosen.source == "probe"
-    pinned = speed_probe.choose_training_speed(model, loss, CPU, precision="32-true", **kwargs)
+    pinned = training_probe.choose_training_speed(model, loss, CPU, precision="32-true", **kwargs)
     assert (pinned.channels_last, pinned.precision) == (True, "32-true")
     given = {"channels_last": False, "precision": "16-mixed"}
-    layout = speed_probe.choose_training_speed(model, loss, CPU, **given, **kwargs)
+    layout = training_probe.choose_training_speed(model, loss, CPU, **given, **kwargs)
     assert layout.source == "explicit" and not layout.channels_last and layout.precision == "16-mixed"
     kwargs["timer"] = _no_timing
-    fixed = speed_probe.choose_training_speed(model, loss, CPU, mode="fixed", **kwargs)
-    assert fixed.options == speed_probe.fixed_training_options(CPU) and fixed.precision == "32-true"
-    cached = speed_probe.choose_training_speed(model, loss, CPU, precision="auto", **kwargs)
+    fixed = training_probe.choose_training_speed(model, loss, CPU, mode="fixed", **kwargs)
+    assert fixed.options == speed_options.fixed_training_options(CPU) and fixed.precision == "32-true"
+    cached = training_probe.choose_training_speed(model, loss, CPU, precision="auto", **kwargs)
     assert cached.source == "cache" and cached.options == chosen.options
 
 
@@ -387,7 +386,7 @@ def test_the_training_probe_leaves_the_random_state_alone():
 
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    chosen = speed_probe.choose_training_speed(
+    chosen = training_probe.choose_training_speed(
         {"name": "msfs"}, {"name": "msfs"}, CPU, batch=2, size=128, timer=timer, cache=False
     )
     assert torch.equal(torch.get_rng_state(), before)

@@ -274,14 +274,9 @@ def test_attention_is_found_by_type_in_any_network() -> None:
 
 
 def test_converted_net_runs_with_the_speed_options() -> None:
-    from deblur.speedups import (
-        TOLERANCES,
-        InferenceOptions,
-        inference_context,
-        output_psnr,
-        prepare_for_inference,
-        to_input,
-    )
+    from deblur.metrics.agreement import output_psnr
+    from deblur.speed.options import TOLERANCES, InferenceOptions
+    from deblur.speed.transforms import inference_context, prepare_for_inference, to_input
 
     net = convert_to_tlc(MSFSNet(**TINY_MSFS).eval(), base_size=48, train_size=32)
     x = torch.rand(1, 3, 72, 88)

@@ -51,7 +51,7 @@ from deblur.config.inference import InferenceSettings
 from deblur.data.base import dataset_sources, distinct_first
 from deblur.inference import restore
 from deblur.paths import CONF_DIR
-from deblur.speedups import InferenceOptions, describe_options
+from deblur.speed.options import InferenceOptions, describe_options
 from deblur.utils.device import runtime_record
 
 log = logging.getLogger(__name__)
@@ -168,11 +168,13 @@ class NetworkRun:
     options: InferenceOptions | None = None
     tile: int | None = None
     tile_overlap: int = 32
+    self_ensemble: bool = False
 
     def __call__(self, images: torch.Tensor, name: str | None = None) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> the network's outputs, float32, clamped to [0, 1]. A non-finite
         output fails naming ``name`` (:class:`deblur.inference.NonFiniteOutput`)."""
-        return restore(self.net, images.float(), self.tile, self.options, self.tile_overlap, name)
+        return restore(self.net, images.float(), self.tile, self.options, self.tile_overlap, name,
+                       self_ensemble=self.self_ensemble)
 
 
 @torch.inference_mode()
@@ -288,7 +290,8 @@ def analyze(
         The ``analysis.json`` payload: ``dataset``, ``split``, ``num_pairs``, ``distinct_images``,
         ``min_distinct_images``, ``warnings``, ``ckpt_path``, ``device``, ``device_name`` and ``torch``
         (:func:`deblur.utils.device.runtime_record`), ``inference`` (the network's speed options: precision,
-        memory format, ...; None without a checkpoint), ``settings``,
+        memory format, ...; None without a checkpoint), ``self_ensemble`` (None without a checkpoint),
+        ``settings``,
         ``scales``, ``bands``, ``kinds``, ``js_divergence``, ``entropy_mean``, ``timing``,
         ``names``, ``entropy`` and ``figures`` (the files written; empty without ``output_dir``).
 
@@ -324,7 +327,7 @@ def analyze(
     if ckpt_path:
         net, _ = load_model(ckpt_path, model)
         net, options, device = prepare_network(net, settings)
-        run = NetworkRun(net, options, settings.tile, settings.tile_overlap)
+        run = NetworkRun(net, options, settings.tile, settings.tile_overlap, settings.self_ensemble)
     else:
         device = select_device(settings.device)
 
@@ -353,6 +356,7 @@ def analyze(
         "device": str(device),
         **runtime_record(device),
         "inference": None if options is None else options.as_dict(),
+        "self_ensemble": None if options is None else settings.self_ensemble,
         "settings": {**config.to_dict(), "batch_size": analysis.batch_size},
         "scales": list(config.scales),
         "bands": list(BANDS),

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from deblur.analysis.methods import MethodScore, check_match, method_rows, scoring_of
 from deblur.models.fddn.net import TABLE5_SIZE_MB
 
 YES, NO = "✓", "✗"
@@ -226,18 +227,25 @@ def _method_label(results: dict[str, Any]) -> str:
 
 
 def cross_dataset_table(
-    results: dict[str, Any] | list[dict[str, Any]], paper: dict[str, tuple] | None = None
+    results: dict[str, Any] | list[dict[str, Any]],
+    paper: dict[str, tuple] | None = None,
+    methods: Sequence[MethodScore] = (),
 ) -> str:
     """``deblur-eval``'s ``results.json`` (one, or a list: one row each, e.g. MSFS-Net and a NAFNet
-    baseline) -> MSFS-Net Table 3 form: one row per evaluated network, then the paper's MSFS-Net, a PSNR /
-    SSIM column pair per dataset (the datasets of all, in first-seen order; "-" where a network was not
-    evaluated on one). The note under the table is read from the first."""
+    baseline) -> MSFS-Net Table 3 form: one row per evaluated network, then one per other method
+    (``methods``: ``deblur-score`` runs, :mod:`deblur.analysis.methods`), the blurry input (when an
+    evaluation ran with ``blurry_baseline=true``), then the paper's MSFS-Net, a PSNR / SSIM column pair per
+    dataset (the datasets of all, in first-seen order; "-" where a network was not evaluated on one). Each
+    dataset's protocol is its first evaluation's; a method scored otherwise is refused
+    (:class:`~deblur.analysis.methods.MethodMismatch`). The note under the table is read from the first."""
     from deblur.evaluation import TITLES
 
     paper = MSFS_TABLE3 if paper is None else paper
     evaluated = [results] if isinstance(results, dict) else list(results)
     datasets = list(dict.fromkeys(d for r in evaluated for d in r.get("datasets", {})))
     first = evaluated[0]
+    protocols = _table_scoring(evaluated, datasets)
+    check_match(methods, protocols, hint=RESCORE_HINT)
     head = ["Method", *(f"{TITLES.get(d, d)} {m}" for d in datasets for m in ("PSNR", "SSIM"))]
     lines = [
         "# Cross-dataset evaluation (MSFS-Net Table 3 form): trained on GoPro",
@@ -251,6 +259,8 @@ def cross_dataset_table(
             s = one.get("datasets", {}).get(d)
             row += [_fmt(s.get("psnr", math.nan), 2), _fmt(s.get("ssim", math.nan), 4)] if s else ["-", "-"]
         lines.append("| " + " | ".join(row) + " |")
+    lines += _method_lines(method_rows(methods), datasets, first)
+    lines += _blurry_input_line(evaluated, datasets, protocols)
     theirs = ["MSFS-Net (paper)"]
     for d in datasets:
         pub = paper.get(d)
@@ -264,4 +274,68 @@ def cross_dataset_table(
         f"Images scored: {counts}. Protocols: GoPro/HIDE 8-bit PSNR (peak 255) + MATLAB 3-D SSIM; "
         "RealBlur ECC-aligned, masked. '-': not reported in the paper."
     )
+    lines += _methods_note(methods, first)
     return "\n".join(lines) + "\n"
+
+
+#: how to make a refused method row comparable (the cross-dataset table)
+RESCORE_HINT = "Score the method's outputs again with deblur-score and the table's protocol."
+
+
+def _table_scoring(evaluated: list[dict[str, Any]], datasets: list[str]) -> dict[str, tuple]:
+    """Each dataset's protocol (and settings) in the table: its first evaluation's."""
+    first_seen = {d: next(r["datasets"][d] for r in evaluated if d in r.get("datasets", {}))
+                  for d in datasets}  # fmt: skip
+    return {d: scoring_of(summary) for d, summary in first_seen.items()}
+
+
+def _method_lines(rows: dict[str, dict], datasets: list[str], first: dict[str, Any]) -> list[str]:
+    """One row per other method; a cell scored on another number of images than the table's is marked *."""
+    lines = []
+    for label, scores in rows.items():
+        cells = [label]
+        for d in datasets:
+            s = scores.get(d)
+            if s is None:
+                cells += ["-", "-"]
+                continue
+            mark = "*" if _count_differs(s, first) else ""
+            cells += [_fmt(s.psnr, 2) + mark, _fmt(s.ssim, 4) + mark]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _blurry_input_line(evaluated: list[dict[str, Any]], datasets: list[str], protocols: dict) -> list[str]:
+    """The "Blurry input (baseline)" row: each dataset's ``blurry_input`` of an evaluation scored under the
+    table's protocol (``deblur-eval blurry_baseline=true``); none when no evaluation has one."""
+    cells, found = ["Blurry input (baseline)"], False
+    for d in datasets:
+        summaries = (r.get("datasets", {}).get(d) or {} for r in evaluated)
+        same = (s for s in summaries if s.get("blurry_input") and scoring_of(s) == protocols[d])
+        b = next((s["blurry_input"] for s in same), None)
+        found = found or b is not None
+        cells += [_fmt(b["psnr"], 2), _fmt(b["ssim"], 4)] if b else ["-", "-"]
+    return ["| " + " | ".join(cells) + " |"] if found else []
+
+
+def _methods_note(methods: Sequence[MethodScore], first: dict[str, Any]) -> list[str]:
+    """The note naming each other method's deblur-score run, and what a * means."""
+    if not methods:
+        return []
+    runs = "; ".join(f"{s.row_label} on {s.dataset}: `{s.folder}` ({s.count} images)" for s in methods)
+    lines = [
+        "",
+        f"Other methods, scored by deblur-score under the table's protocols: {runs}. '-' in their rows: not "
+        "scored on that dataset.",
+    ]
+    if any(_count_differs(s, first) for s in methods):
+        lines.append(
+            "*: scored on another number of images than the evaluated networks (see the counts): not the "
+            "same test set, not a like-for-like comparison."
+        )
+    return lines
+
+
+def _count_differs(score: MethodScore, first: dict[str, Any]) -> bool:
+    ours = (first.get("datasets", {}).get(score.dataset) or {}).get("count")
+    return ours is not None and ours != score.count

@@ -3,7 +3,8 @@
 Per preset, at ``size`` x ``size``:
 
 * ``forward.<batch>`` and ``train_step.<batch>`` for each batch of ``batches``: the probe's options
-  (:func:`deblur.speed_probe.resolve_speed` / :func:`~deblur.speed_probe.choose_training_speed`, as
+  (:func:`deblur.speed.inference_probe.resolve_speed` /
+  :func:`deblur.speed.training_probe.choose_training_speed`, as
   ``deblur-predict`` / ``deblur-train`` resolve them), median and minimum ms, samples/s, achieved GFLOP/s as
   a fraction of the measured bf16 channels_last conv peak (``fraction_of_bf16_peak``) and peak memory
   (``torch.cuda.max_memory_allocated`` on CUDA: the network, its optimiser state and activations);
@@ -33,10 +34,12 @@ from typing import Any
 import torch
 
 from deblur.bench import models
-from deblur.bench.timing import synchronize, time_call, time_interleaved
+from deblur.bench.memory import PeakMemory
 from deblur.models.build import build_model
-from deblur.speed_probe import choose_training_speed, resolve_speed
-from deblur.speedups import inference_context, prepare_for_inference, to_input
+from deblur.speed.inference_probe import resolve_speed
+from deblur.speed.timing import synchronize, time_call, time_interleaved
+from deblur.speed.training_probe import choose_training_speed
+from deblur.speed.transforms import inference_context, prepare_for_inference, to_input
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ def _forward_row(
             return fast(xin)
 
     _free(device)
-    measured = time_call(call, device, memory=True, **timing)
+    measured = time_call(call, device, memory=PeakMemory, **timing)
     row = models._timing_figures(measured, batch)
     row["samples_per_s"] = row.pop("images_per_s")
     row["gflops"] = 2 * gmacs * batch / measured.seconds
@@ -95,7 +98,7 @@ def _train_row(
     _free(device)
     layouts = [chosen.channels_last]
     calls = models._train_step_calls(model_cfg, loss_cfg, device, batch, size, layouts, [row_name])
-    measured = time_interleaved(calls, device, memory=True, **timing)[(chosen.channels_last, row_name)]
+    measured = time_interleaved(calls, device, memory=PeakMemory, **timing)[(chosen.channels_last, row_name)]
     row = models._step_figures(measured, batch)
     row["gflops"] = 2 * gmacs_per_sample * batch / measured.seconds
     row["fraction_of_bf16_peak"] = row["gflops"] / peak_gflops

@@ -26,19 +26,15 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from deblur.bench.timing import Timing, time_interleaved
+from deblur.bench.memory import PeakMemory
+from deblur.metrics.agreement import output_psnr
 from deblur.models.build import build_model
-from deblur.speed_probe import choose_training_speed, resolve_speed
-from deblur.speed_rule import paired
-from deblur.speedups import (
-    InferenceOptions,
-    bf16_available,
-    describe_options,
-    inference_context,
-    output_psnr,
-    prepare_for_inference,
-    to_input,
-)
+from deblur.speed.inference_probe import resolve_speed
+from deblur.speed.options import InferenceOptions, bf16_available, describe_options
+from deblur.speed.rule import paired
+from deblur.speed.timing import Timing, time_interleaved
+from deblur.speed.training_probe import choose_training_speed
+from deblur.speed.transforms import inference_context, prepare_for_inference, to_input
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +169,13 @@ def time_forwards(
     timing: dict[str, Any],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
     """Prepare ``net`` once per named ``options`` and time their forward passes on ``x`` interleaved
-    (:func:`~deblur.bench.timing.time_interleaved`); returns ``(figures per name, fp32 output per name)``.
+    (:func:`~deblur.speed.timing.time_interleaved`); returns ``(figures per name, fp32 output per name)``.
     Peak memory is that of each option's first call, with every compared copy of the network resident."""
     calls = {}
     for name, opts in options.items():
         fast = prepare_for_inference(net, opts, device)
         calls[name] = functools.partial(_forward_call, fast, to_input(x, opts), opts, device)
-    measured = time_interleaved(calls, device, memory=True, **timing)
+    measured = time_interleaved(calls, device, memory=PeakMemory, **timing)
     figures = {name: _timing_figures(m, x.shape[0]) for name, m in measured.items()}
     return figures, {name: m.result.float() for name, m in measured.items()}
 
@@ -215,7 +211,7 @@ def default_vs_best(rows: dict[str, dict[str, Any]], default: str, key: str = "m
 def paired_default_vs_best(rows: dict[str, dict[str, Any]], default: str) -> tuple[float, str, float]:
     """(best / default, the best row's name, the spread) from the rows' per-round times (``times_ms``,
     timed interleaved): per row, the median over rounds of ``t_row / t_default``
-    (:func:`deblur.speed_rule.paired`); the best row has the smallest; ``best / default`` = that median,
+    (:func:`deblur.speed.rule.paired`); the best row has the smallest; ``best / default`` = that median,
     at most 1.0 (the default is one of the rows). The spread is that of the best row's per-round
     ratios (0 when the default is the best). A slow round slows every row of it, so this is steadier on a
     shared machine than a ratio of two separately taken times."""
@@ -256,7 +252,7 @@ def bench_forward(
     ``compile``) and the default, timed interleaved; the default also at ``hd``.
 
     The default is what ``deblur-predict`` resolves for this network and input
-    (:func:`deblur.speed_probe.resolve_speed` with ``speed``: ``mode``, ``cache``, ``budget_s``,
+    (:func:`deblur.speed.inference_probe.resolve_speed` with ``speed``: ``mode``, ``cache``, ``budget_s``,
     ``min_pixels``); ``forward.default_vs_best`` = :func:`paired_default_vs_best` (``_spread``: its
     spread; ``_min`` / ``_median``: the ratio of minimum / median times; an option counts when its output
     is within its tolerance of the fp32 output), ``forward.probe`` = how the default was chosen."""
@@ -407,8 +403,9 @@ def bench_train_steps(
 
     Returns ``{"train_step": {precision: figures, "default": ..., "default_vs_best": ...},
     "train_step_nchw": {precision: figures}}``: ``train_step`` in channels_last, ``train_step_nchw`` in
-    NCHW. The default is what ``deblur-train`` resolves (:func:`deblur.speed_probe.choose_training_speed`
-    with ``speed``: ``channels_last``, ``precision`` (null / auto = probe), ``mode``, ``cache``, ...);
+    NCHW. The default is what ``deblur-train`` resolves
+    (:func:`deblur.speed.training_probe.choose_training_speed` with ``speed``: ``channels_last``,
+    ``precision`` (null / auto = probe), ``mode``, ``cache``, ...);
     ``default_vs_best`` = :func:`paired_default_vs_best` (``_spread``; ``_min`` / ``_median``: the ratio of
     minimum / median times)."""
     speed = dict(speed or {})
@@ -424,7 +421,7 @@ def bench_train_steps(
     if default_row not in rows:
         rows.append(default_row)
     calls = _train_step_calls(model_cfg, loss_cfg, device, batch, size, [True, False], rows)
-    measured = time_interleaved(calls, device, memory=True, **timing)
+    measured = time_interleaved(calls, device, memory=PeakMemory, **timing)
     figures = {key: _step_figures(m, batch) for key, m in measured.items()}
     out: dict[str, Any] = {
         "train_step": {p: figures[(True, p)] for p in rows},

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from deblur.bench.timing import time_call
+from deblur.speed.timing import time_call
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from deblur.bench.timing import PeakMemory, time_call, time_interleaved
+from deblur.bench.memory import PeakMemory, current_rss_bytes
+from deblur.speed.timing import time_call, time_interleaved
 
 
 def bench_loader(data_cfg: dict, augment_cfg: dict | None, batches: int) -> dict[str, Any]:
@@ -130,7 +131,6 @@ def bench_analysis(
 def _tiling_worker(model_cfg: dict, height: int, width: int, tile: int, overlap: int, mode: str,
                    threads: int) -> dict[str, Any]:  # fmt: skip
     """Runs in a fresh process: build the network, note the resident memory, run one image, report."""
-    from deblur.bench.timing import current_rss_bytes
     from deblur.inference import pad_and_run, tiled_inference
     from deblur.models.build import build_model
 

@@ -9,7 +9,7 @@ Keys of ``bench.json`` (documented in the README's performance section):
   timed presets:
 
   * ``forward``: the default inference options, resolved as ``deblur-predict`` resolves them (the probe of
-    :mod:`deblur.speed_probe`, or its cache): ``ms`` (median), ``min_ms``, ``runs``, ``images_per_s``,
+    :mod:`deblur.speed`, or its cache): ``ms`` (median), ``min_ms``, ``runs``, ``images_per_s``,
     ``gflops``, ``fraction_of_peak``, ``psnr_vs_fp32``, ``peak_memory_mib``, ``options``, ``probe`` (how
     they were chosen: ``source``, ``times_ms``, ``decisions`` with margins and spreads, ...),
     ``times_ms`` (per interleaved round), ``best_option`` and ``default_vs_best`` (the median over the
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from deblur.bench.models import NO_PAPER_ROW, PAPER_FIGURES
-from deblur.speedups import describe_options
+from deblur.speed.options import describe_options
 from deblur.utils.files import atomic_write_json, atomic_write_text
 
 #: the target of ``default_vs_best``: the default's time within 5 % of the fastest tested option's

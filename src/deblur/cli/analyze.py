@@ -7,9 +7,10 @@ and 1/4, and their Jensen-Shannon divergences (MSFS-Net Section 3.1, Fig. 1, 2; 
     deblur-analyze analysis.sigma=3 analysis.bins=128 analysis.max_images=200
 
 Config: ``conf/analyze.yaml`` (``data``, ``split``, ``ckpt_path``, ``analysis.*``) and
-``conf/inference/default.yaml`` (``device``, speed options, ``tile``, ``tlc``). Writes ``analysis.json``,
-``fig1_patch_bands.png``, ``fig2_sharp_vs_blurry.png`` (and ``fig7_sharp_vs_deblurred.png``) into
-``paths.output_dir`` (Hydra's run dir). The library: :func:`deblur.analysis.run.analyze`.
+``conf/inference/default.yaml`` (``device``, speed options, ``tile``, ``tlc``, ``self_ensemble``). Writes
+``analysis.json``, ``fig1_patch_bands.png``, ``fig2_sharp_vs_blurry.png`` (and
+``fig7_sharp_vs_deblurred.png``) into ``paths.output_dir`` (Hydra's run dir). The library:
+:func:`deblur.analysis.run.analyze`.
 """
 
 from __future__ import annotations

@@ -4,11 +4,12 @@
         roots.gopro=/data/GOPRO_Large roots.hide=/data/HIDE_dataset
     deblur-eval ckpt_path=w.pth model=msfs datasets=[realblur_j] roots.realblur_j=/data/RealBlur tile=512
 
-Config: ``conf/eval.yaml`` (``ckpt_path``, ``datasets``, ``roots``, ``options``, ``protocols``,
-``save_images``, ``limit``, ``on_bad_pair``, ``score_workers``) and ``conf/inference/default.yaml``
-(``device``, ``tile``, speed options, ``tlc``). Writes ``<dataset>/{scores.csv,summary.json,summary.md}``,
-``results.md`` and ``results.json`` into ``paths.output_dir`` (Hydra's run dir). The library:
-:func:`deblur.evaluation.evaluate`.
+Config: ``conf/eval.yaml`` (``ckpt_path``, ``datasets``, ``roots``, ``options``, ``protocols``, ``protocol``,
+``crop_border``, ``test_y_channel``, ``metrics.lpips``, ``metrics.lpips_net``, ``metrics.lpips_weights``,
+``save_images``, ``limit``, ``on_bad_pair``, ``score_workers``, ``blurry_baseline``) and
+``conf/inference/default.yaml`` (``device``, ``tile``, speed options, ``tlc``, ``self_ensemble``). Writes
+``<dataset>/{scores.csv,summary.json,summary.md}``, ``results.md`` and ``results.json`` into
+``paths.output_dir`` (Hydra's run dir). The library: :func:`deblur.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
         plain["roots"],
         model=plain.get("model"),
         protocols=plain["protocols"],
+        protocol=plain.get("protocol"),
+        crop_border=plain.get("crop_border", 0),
+        test_y_channel=plain.get("test_y_channel", False),
+        metrics=plain.get("metrics"),
         dataset_options=plain["options"],
         settings=InferenceSettings.from_config(plain),
         output_dir=plain["paths"]["output_dir"],
@@ -46,6 +51,7 @@ def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
         limit=plain["limit"],
         on_bad_pair=plain["on_bad_pair"],
         score_workers=plain["score_workers"],
+        blurry_baseline=plain["blurry_baseline"],
     )
     print(results_markdown(results), end="")
     print(f"wrote results.md, results.json and per-dataset scores to {plain['paths']['output_dir']}")

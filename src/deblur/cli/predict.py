@@ -4,7 +4,7 @@
     deblur-predict ckpt_path=weights.pth model=msfs input='shots/*.jpg' output=out tile=512 tile_overlap=32
 
 Keys: ``conf/predict.yaml`` and the shared ``conf/inference/default.yaml`` (tile, device, speed options,
-TLC). The work is :func:`deblur.prediction.predict_images`.
+TLC, self_ensemble). The work is :func:`deblur.prediction.predict_images`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from deblur.config.registry import component, components, group_checks, resolve
+from deblur.config.registry import component, components, config_checks, group_checks, resolve
 from deblur.config.rules import Problems, is_int, is_number
 from deblur.config.schema import SCHEDULERS
 from deblur.config.target import is_target_config, target_problems
@@ -154,6 +154,8 @@ def check_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
     seed = cfg.get("seed")
     if seed is not None and not _is_int(seed):
         problems.add("seed", seed, "an integer")
+    for path in config_checks():  # e.g. ema.decay (deblur.lit.ema): checks that read the whole config
+        problems.lines += resolve(path)(cfg)
     for group, paths in group_checks().items():  # e.g. augment: deblur.data.augment builds its pipeline
         node = _plain(cfg.get(group))
         if isinstance(node, Mapping):

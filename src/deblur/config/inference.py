@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: the speed options' keys (deblur.speedups), null = chosen for the device
+#: the speed options' keys (deblur.speed.options), null = chosen for the device
 SPEED_KEYS = ("channels_last", "precision", "fold_batchnorm", "compile")
 
 
@@ -51,8 +51,11 @@ class InferenceSettings:
     tlc: TLCSettings = field(default_factory=TLCSettings)
     speed_mode: str = "probe"
     speed_cache: Any = None
+    self_ensemble: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.self_ensemble, bool):
+            raise ValueError(f"self_ensemble must be true or false, got {self.self_ensemble!r}")
         if self.tile is not None:
             _int("tile", self.tile, 1)
             if isinstance(self.tile_overlap, bool) or not isinstance(self.tile_overlap, int) or not (
@@ -78,4 +81,5 @@ class InferenceSettings:
             tlc=TLCSettings(**{k: tlc[k] for k in ("enabled", "base_size", "train_size") if k in tlc}),
             speed_mode=str(cfg.get("speed") or "probe"),
             speed_cache=cfg.get("speed_cache"),
+            self_ensemble=cfg.get("self_ensemble", False),
         )

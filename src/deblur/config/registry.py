@@ -93,6 +93,8 @@ class Component:
 _COMPONENTS: dict[str, dict[str, Component]] = {group: {} for group in GROUPS}
 #: extra group checks: group -> import paths of callables that raise ValueError for a bad node
 _GROUP_CHECKS: dict[str, list[str]] = {}
+#: checks of the whole config: import paths of callables returning problem lines
+_CONFIG_CHECKS: list[str] = []
 #: other schemas to store: (group, name) -> dataclass
 _SCHEMAS: dict[tuple[str, str], type] = {}
 
@@ -171,6 +173,18 @@ def register_group_check(group: str, check: str) -> None:
 def group_checks() -> dict[str, list[str]]:
     """The extra group checks (:func:`register_group_check`)."""
     return {group: list(paths) for group, paths in _GROUP_CHECKS.items()}
+
+
+def register_config_check(check: str) -> None:
+    """Have ``check_train_config`` call ``check`` (an import path of a callable taking the whole config and
+    returning ``key=value: expectation`` lines) on every config; idempotent."""
+    if check not in _CONFIG_CHECKS:
+        _CONFIG_CHECKS.append(check)
+
+
+def config_checks() -> list[str]:
+    """The whole-config checks (:func:`register_config_check`)."""
+    return list(_CONFIG_CHECKS)
 
 
 def register_schema(group: str, name: str, node: type) -> None:

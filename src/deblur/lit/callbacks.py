@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from deblur.speedups import output_psnr  # noqa: E402
+from deblur.metrics.agreement import output_psnr  # noqa: E402
 from deblur.utils.files import atomic_write  # noqa: E402
 
 #: column titles of the validation triplets

@@ -1,7 +1,7 @@
 """W&B extras for ``deblur-train`` (``logger=wandb``): the figures of a run and its frequency gap plot.
 
 Validation image triplets go to W&B from :class:`deblur.lit.callbacks.ValidationImages`; the resolved
-config is logged and ``wandb.finish()`` called by :func:`deblur.training.train`.
+config is logged and ``wandb.finish()`` called by :func:`deblur.training.wandb_run.wandb_run`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ Protocols (:data:`METRIC_COLUMNS`):
   (``ssim``) and the per-channel 2-D SSIM of Python codebases (``ssim_per_channel``), see
   :mod:`deblur.metrics.protocol`;
 * ``realblur``: gain match + ECC homography alignment, masked PSNR and SSIM (data range 1), see
-  :mod:`deblur.metrics.realblur`.
+  :mod:`deblur.metrics.realblur`;
+* ``basicsr``: BasicSR's ``calculate_psnr`` / ``calculate_ssim`` with its settings ``crop_border`` and
+  ``test_y_channel`` (recorded in the summary), see :mod:`deblur.metrics.basicsr`.
 
 Images are scored as 8-bit RGB: files are read with :func:`deblur.io.read_image` (EXIF orientation
 applied, alpha dropped), a gray image is replicated to three channels and a 16-bit one is rounded to 8 bits
@@ -18,9 +20,10 @@ Folders are matched by each file's path relative to its folder without the exten
 ``a/b.jpg``); the extensions are :data:`deblur.io.IMAGE_EXTENSIONS`. Outputs of :func:`write_outputs`
 (written atomically; the inputs are only read):
 
-* ``scores.csv``: one row per image: ``name, psnr, ssim[, ssim_per_channel]``;
-* ``summary.json``: ``psnr``, ``ssim`` (and ``ssim_per_channel`` for gopro), ``count``, ``protocol``,
-  ``pred_dir``, ``gt_dir`` and bookkeeping (skipped files, ECC fallbacks);
+* ``scores.csv``: one row per image: ``name, psnr, ssim[, ssim_per_channel][, lpips]``;
+* ``summary.json``: ``psnr``, ``ssim`` (and ``ssim_per_channel`` for gopro, ``lpips`` with
+  ``metrics.lpips``), ``count``, ``protocol``, ``pred_dir``, ``gt_dir`` and bookkeeping (skipped files, ECC
+  fallbacks);
 * ``summary.md``: the same as a Markdown table (:func:`summary_markdown`).
 """
 
@@ -32,7 +35,7 @@ import logging
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +44,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from deblur.errors import UserError
 from deblur.io import IMAGE_EXTENSIONS, list_images, read_image, size_text, to_rgb
 from deblur.io import to_uint8 as to_8bit
+from deblur.metrics.basicsr import basicsr_scores, check_crop_border, check_crop_fits
 from deblur.metrics.benchmarks import benchmark_pairing, detect_benchmark, refuse_blurry_ground_truth
 from deblur.metrics.not_predictions import BASELINE_LABEL, check_folders, check_pairs, check_scores
 from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel, to_uint8
@@ -57,7 +62,10 @@ log = logging.getLogger(__name__)
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "gopro": ("psnr", "ssim", "ssim_per_channel"),
     "realblur": ("psnr", "ssim"),
+    "basicsr": ("psnr", "ssim"),
 }
+#: the settings of protocol ``basicsr`` (BasicSR's keys) and their defaults; other protocols take none
+BASICSR_SETTINGS = {"crop_border": 0, "test_y_channel": False}
 PROTOCOLS = tuple(METRIC_COLUMNS)
 ON_MISSING = ("error", "skip")
 #: How many unmatched names an error message lists before giving only the count.
@@ -82,6 +90,24 @@ def check_protocol(protocol: str) -> str:
     if protocol not in METRIC_COLUMNS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of: {', '.join(PROTOCOLS)}")
     return protocol
+
+
+def protocol_settings(protocol: str, crop_border: Any = 0, test_y_channel: Any = False) -> dict[str, Any]:
+    """The checked settings of ``protocol``: ``{"crop_border", "test_y_channel"}`` for ``basicsr``, ``{}`` for
+    the others. UserError naming the key for a bad value, or for a non-default value given to another
+    protocol (it would be ignored)."""
+    check_protocol(protocol)
+    crop_border = check_crop_border(crop_border)
+    if not isinstance(test_y_channel, bool):
+        raise UserError(f"test_y_channel must be true or false (BasicSR's key), got {test_y_channel!r}")
+    if protocol == "basicsr":
+        return {"crop_border": crop_border, "test_y_channel": test_y_channel}
+    given = {"crop_border": crop_border, "test_y_channel": test_y_channel}
+    for key, value in given.items():
+        if value != BASICSR_SETTINGS[key]:
+            shown = str(value).lower() if isinstance(value, bool) else value
+            raise UserError(f"{key}={shown} applies to protocol=basicsr only; the protocol is {protocol}")
+    return {}
 
 
 def _check_folder(key: str, path: str | os.PathLike) -> Path:
@@ -148,13 +174,22 @@ def as_uint8_rgb(image: Any, what: str = "image") -> np.ndarray:
     return to_rgb(image)
 
 
-def score_pair(pred_uint8: np.ndarray, gt_uint8: np.ndarray, protocol: str = "gopro") -> dict[str, Any]:
+def score_pair(
+    pred_uint8: np.ndarray,
+    gt_uint8: np.ndarray,
+    protocol: str = "gopro",
+    crop_border: int = 0,
+    test_y_channel: bool = False,
+) -> dict[str, Any]:
     """Score one ``uint8`` pair (``(H, W, 3)`` or ``(H, W)``, equal shapes) under ``protocol``.
 
     gopro: ``{"psnr", "ssim" (3-D MATLAB SSIM), "ssim_per_channel"}``; realblur: ``{"psnr", "ssim",
-    "ecc_converged"}``. :func:`score` takes any image kind.
+    "ecc_converged"}``; basicsr: ``{"psnr", "ssim"}`` with ``crop_border`` / ``test_y_channel``
+    (:func:`protocol_settings`). :func:`score` takes any image kind.
     """
-    check_protocol(protocol)
+    settings = protocol_settings(protocol, crop_border, test_y_channel)
+    if protocol == "basicsr":
+        return basicsr_scores(pred_uint8, gt_uint8, **settings)
     if protocol == "gopro":
         return {
             "psnr": psnr_255(pred_uint8, gt_uint8),
@@ -164,19 +199,24 @@ def score_pair(pred_uint8: np.ndarray, gt_uint8: np.ndarray, protocol: str = "go
     return realblur_scores(pred_uint8, gt_uint8)
 
 
-def score(pred: Any, target: Any, protocol: str = "gopro") -> dict[str, Any]:
+def score(
+    pred: Any, target: Any, protocol: str = "gopro", *, crop_border: int = 0, test_y_channel: bool = False
+) -> dict[str, Any]:
     """Score one prediction against its ground truth with a paper's protocol.
 
     Args:
         pred, target: numpy arrays ``(H, W, 3)`` or ``(H, W)`` of uint8 (or uint16), or of floats in [0, 1],
             or tensors ``(3, H, W)`` of floats in [0, 1]; the same size. Floats are rounded to 8 bits as a
             saved PNG would be (clipped to [0, 1], times 255, rounded to nearest): the papers' protocol.
-        protocol: ``gopro`` (GoPro, HIDE) or ``realblur`` (RealBlur-J/-R).
+        protocol: ``gopro`` (GoPro, HIDE), ``realblur`` (RealBlur-J/-R) or ``basicsr`` (BasicSR's
+            ``calculate_psnr`` / ``calculate_ssim``).
+        crop_border, test_y_channel: protocol ``basicsr`` only: pixels cut from each border, and score
+            the BT.601 luma Y only (:mod:`deblur.metrics.basicsr`).
 
     Returns:
         gopro: ``{"psnr", "ssim", "ssim_per_channel"}`` (PSNR in dB, peak 255; ``ssim`` = MATLAB's 3-D
-        SSIM); realblur: ``{"psnr", "ssim", "ecc_converged"}`` (after ECC alignment, masked). Identical
-        images have an infinite PSNR.
+        SSIM); realblur: ``{"psnr", "ssim", "ecc_converged"}`` (after ECC alignment, masked); basicsr:
+        ``{"psnr", "ssim"}``. Identical images have an infinite PSNR.
 
     Raises:
         ValueError: an unknown protocol, an unsupported image kind, images of different sizes, an empty
@@ -195,11 +235,11 @@ def score(pred: Any, target: Any, protocol: str = "gopro") -> dict[str, Any]:
         >>> score(target, target)["ssim"]
         1.0
     """
-    check_protocol(protocol)
+    settings = protocol_settings(protocol, crop_border, test_y_channel)
     pred, target = as_uint8_rgb(pred, "pred"), as_uint8_rgb(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"size mismatch: prediction is {_shape(pred)} but ground truth is {_shape(target)}")
-    return score_pair(pred, target, protocol)
+    return score_pair(pred, target, protocol, **settings)
 
 
 def _load(source: ImageSource) -> np.ndarray:
@@ -212,10 +252,13 @@ def _shape(img: np.ndarray) -> str:
     return size_text(img.shape[0], img.shape[1])
 
 
-def score_files(name: str, pred: ImageSource, gt: ImageSource, protocol: str = "gopro") -> dict[str, Any]:
+def score_files(
+    name: str, pred: ImageSource, gt: ImageSource, protocol: str = "gopro", **settings: Any
+) -> dict[str, Any]:
     """Read (when given as files) and score one pair; returns the row ``{"name": name, <metrics>}``.
 
     ``pred`` and ``gt``: image files or arrays (see :func:`as_uint8_rgb`). A size mismatch names both.
+    ``settings``: the protocol's settings (:func:`protocol_settings`).
     """
     pred_img, gt_img = _load(pred), _load(gt)
     if pred_img.shape != gt_img.shape:
@@ -227,7 +270,37 @@ def score_files(name: str, pred: ImageSource, gt: ImageSource, protocol: str = "
             f"size mismatch: prediction {what[0]} is {_shape(pred_img)} "
             f"but ground truth {what[1]} is {_shape(gt_img)}"
         )
-    return {"name": name, **score_pair(pred_img, gt_img, protocol)}
+    if settings.get("crop_border"):
+        check_crop_fits(settings["crop_border"], *pred_img.shape[:2], what=name)
+    return {"name": name, **score_pair(pred_img, gt_img, protocol, **settings)}
+
+
+# ------------------------------------------------------------------------------------------ LPIPS
+def lpips_scorer(metrics: Mapping[str, Any] | None, device: Any = "cpu") -> Any:
+    """The LPIPS network the ``metrics`` node asks for (:class:`deblur.metrics.lpips_score.LpipsScorer`), or
+    None when ``metrics.lpips`` is off. UserError naming the key for a bad node or weights file."""
+    from deblur.metrics.lpips_score import LpipsScorer, check_lpips_config
+
+    cfg = check_lpips_config(metrics)
+    return LpipsScorer(cfg["lpips_net"], cfg["lpips_weights"], device) if cfg["lpips"] else None
+
+
+def with_lpips(
+    jobs: Iterable[tuple[str, ImageSource, ImageSource]], scorer: Any, values: dict[str, float]
+) -> Iterator[tuple[str, ImageSource, ImageSource]]:
+    """Pass ``(name, pred, gt)`` jobs on unchanged, storing ``values[name]`` = the LPIPS of each pair (read
+    here when given as files). A pair of two sizes is left to the scorer, which fails naming both."""
+    for name, pred, gt in jobs:
+        pred_img, gt_img = _load(pred), _load(gt)
+        if pred_img.shape == gt_img.shape:
+            values[name] = scorer(pred_img, gt_img, what=name)
+        yield name, pred, gt
+
+
+def add_lpips(rows: list[dict[str, Any]], values: Mapping[str, float]) -> None:
+    """Put each row's LPIPS (from :func:`with_lpips`) into the row as ``lpips``."""
+    for row in rows:
+        row["lpips"] = values[row["name"]]
 
 
 # ------------------------------------------------------------------------------------------ many pairs
@@ -243,28 +316,33 @@ def score_rows(
     protocol: str = "gopro",
     num_workers: int = 0,
     progress: Callable[[int], None] | None = None,
+    **settings: Any,
 ) -> list[dict[str, Any]]:
     """Score ``(name, pred, gt)`` jobs (files or arrays); rows in the order of ``jobs``.
+
+    ``settings``: the protocol's settings (``crop_border`` / ``test_y_channel`` for ``basicsr``).
 
     ``num_workers`` 0 scores each job as it comes; ``N > 0`` hands the jobs to a pool of N spawned
     processes while ``jobs`` goes on (e.g. a generator running a network), then waits for all rows.
     ``progress(rows done)`` is called as rows complete.
     """
-    check_protocol(protocol)
+    settings = protocol_settings(protocol, **settings)
     workers = check_int("num_workers", num_workers)
     if hasattr(jobs, "__len__"):
         workers = min(workers, max(len(jobs), 1))
     rows: list[dict[str, Any]] = []
     if workers == 0:
         for name, pred, gt in jobs:
-            rows.append(score_files(name, pred, gt, protocol))
+            rows.append(score_files(name, pred, gt, protocol, **settings))
             if progress is not None:
                 progress(len(rows))
         return rows
     spawn = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init)
     try:
-        futures: list[Future] = [pool.submit(score_files, name, p, g, protocol) for name, p, g in jobs]
+        futures: list[Future] = [
+            pool.submit(score_files, name, p, g, protocol, **settings) for name, p, g in jobs
+        ]
         for future in futures:
             rows.append(future.result())
             if progress is not None:
@@ -278,7 +356,8 @@ def summarize(rows: list[dict[str, Any]], protocol: str, **fields: Any) -> dict[
     """The summary of scored rows: the per-image mean of each of the protocol's metrics, ``count``,
     ``protocol``, then ``fields``; for realblur also ``ecc_fallbacks`` (names scored with the identity
     warp because ECC failed)."""
-    summary: dict[str, Any] = {col: mean(r[col] for r in rows) for col in METRIC_COLUMNS[protocol]}
+    columns = [*METRIC_COLUMNS[protocol], *(["lpips"] if rows and "lpips" in rows[0] else [])]
+    summary: dict[str, Any] = {col: mean(r[col] for r in rows) for col in columns}
     summary.update(count=len(rows), protocol=protocol, **fields)
     if protocol == "realblur":
         fallbacks = [r["name"] for r in rows if not r.get("ecc_converged", True)]
@@ -303,6 +382,9 @@ def score_folders(
     output_dir: str | os.PathLike | None = None,
     dataset: str | None = None,
     blurry_baseline: bool = False,
+    crop_border: int = 0,
+    test_y_channel: bool = False,
+    metrics: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score every matched image pair of two folders; returns ``(rows, summary)``.
 
@@ -314,7 +396,12 @@ def score_folders(
             relative path; one holding blurry frames (``blur/``, ``input/`` ...) is refused.
         dataset: which benchmark ``gt_dir`` is (None: recognised from its layout; needed only for a
             RealBlur root holding both lists).
-        protocol: ``gopro`` or ``realblur``.
+        protocol: ``gopro``, ``realblur`` or ``basicsr``.
+        crop_border, test_y_channel: protocol ``basicsr`` only (BasicSR's keys: pixels cut from each
+            border, score the BT.601 luma only); recorded in the summary.
+        metrics: extra metrics (the ``metrics`` node of ``conf/score.yaml``): ``{"lpips": True}`` adds the
+            LPIPS of each pair (``lpips`` in rows and summary, ``lpips_net`` in the summary), with
+            ``lpips_net`` (``alex`` / ``vgg``) and ``lpips_weights`` (the backbone file, for no network).
         recursive: also match files in sub-folders.
         on_missing: ``error`` (an image without partner fails, listing up to 10 per side and the counts)
             or ``skip`` (score the matched pairs; the others are listed in the summary).
@@ -330,7 +417,8 @@ def score_folders(
         :data:`METRIC_COLUMNS`; realblur rows also carry ``ecc_converged``). ``summary``: the per-image
         means (``psnr``, ``ssim`` and, for gopro, ``ssim_per_channel``), ``count``, ``protocol``,
         ``pred_dir``, ``gt_dir``, ``recursive``, the skipped names (``pred_without_gt``,
-        ``gt_without_pred``) and, for realblur, ``ecc_fallbacks``. A pair of identical images has an
+        ``gt_without_pred``), for realblur ``ecc_fallbacks``, for basicsr ``crop_border`` and
+        ``test_y_channel``. A pair of identical images has an
         infinite PSNR (as MATLAB's ``psnr``), which makes the mean infinite (``Infinity`` in JSON).
 
     Raises:
@@ -354,12 +442,13 @@ def score_folders(
         >>> summary["count"], round(summary["psnr"], 2), rows[0]["name"]
         (1, 48.13, 'a.png')
     """
-    check_protocol(protocol)
+    settings = protocol_settings(protocol, crop_border, test_y_channel)
     if on_missing not in ON_MISSING:
         raise ValueError(f"unknown on_missing {on_missing!r}; choose one of: {', '.join(ON_MISSING)}")
     check_int("num_workers", num_workers)
     check_bool("recursive", recursive)
     check_bool("blurry_baseline", blurry_baseline)
+    lpips = lpips_scorer(metrics)  # built (and its weights checked) before any scoring
     pred_root = _check_folder("pred_dir", pred_dir)
     gt_root = _check_folder("gt_dir", gt_dir)
     check_folders(pred_root, gt_root, blurry_baseline)
@@ -416,11 +505,17 @@ def score_folders(
         if done % step == 0 or done == total:
             log.info("scored %d/%d images", done, total)
 
-    rows = score_rows(pairing.pairs, protocol, num_workers, progress)
+    lpips_values: dict[str, float] = {}
+    jobs = pairing.pairs if lpips is None else with_lpips(pairing.pairs, lpips, lpips_values)
+    rows = score_rows(jobs, protocol, num_workers, progress, **settings)
     check_scores(rows, pred_root, gt_root)
+    if lpips is not None:
+        add_lpips(rows, lpips_values)
     summary = summarize(
         rows,
         protocol,
+        **settings,
+        **({"lpips_net": lpips.net} if lpips is not None else {}),
         pred_dir=str(pred_root),
         gt_dir=str(gt_root),
         recursive=recursive,
@@ -439,10 +534,22 @@ def score_folders(
 
 
 # ------------------------------------------------------------------------------------------ outputs
+def protocol_text(summary: dict[str, Any]) -> str:
+    """The protocol of a summary with its settings, e.g. ``basicsr (crop_border=4, test_y_channel=true)``."""
+    protocol = summary["protocol"]
+    if protocol != "basicsr":
+        return protocol
+    settings = {key: summary.get(key, default) for key, default in BASICSR_SETTINGS.items()}
+    shown = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in settings.items())
+    return f"{protocol} ({shown})"
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """A Markdown table of a :func:`score_folders` summary (PSNR 2 decimals, SSIM 4)."""
     metrics = METRIC_COLUMNS[summary["protocol"]]
-    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ssim_per_channel": "SSIM (per-channel)"}
+    if "lpips" in summary:
+        metrics = (*metrics, "lpips")
+    titles = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ssim_per_channel": "SSIM (per-channel)", "lpips": "LPIPS"}
     if summary["protocol"] == "gopro":
         titles["ssim"] = "SSIM (3-D, MATLAB)"
     header = ["protocol", "images", *(titles[m] for m in metrics)]
@@ -460,6 +567,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "| " + " | ".join(values) + " |",
     ]
     notes = []
+    if summary["protocol"] == "basicsr":
+        notes.append(f"- protocol: {protocol_text(summary)}: BasicSR's calculate_psnr / calculate_ssim")
+    if "lpips" in summary:
+        notes.append(f"- LPIPS: torchmetrics, net {summary.get('lpips_net')} (lower = closer)")
     if summary.get("baseline"):
         notes.append(f"- baseline: {summary['baseline']} (scored with blurry_baseline=true)")
     if summary.get("pred_without_gt"):
@@ -480,6 +591,8 @@ def write_outputs(
     """Write ``scores.csv``, ``summary.json`` and ``summary.md`` atomically into ``output_dir``."""
     out = Path(output_dir)
     columns = ["name", *METRIC_COLUMNS[summary["protocol"]]]
+    if "lpips" in summary:
+        columns.append("lpips")
     if summary.get("baseline"):
         columns.append("baseline")
     buf = io.StringIO()

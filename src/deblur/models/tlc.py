@@ -52,7 +52,7 @@ of E[x^2] - E[x]^2 on channels with a large mean). With the window covering the 
 :func:`deblur.models.cca.channel_contrast` (the same function is called).
 
 Typical use (inference): build / load the network -> ``convert_to_tlc(net, base_size, train_size)`` ->
-speed options (``deblur.speedups``: BatchNorm folding, channels_last, bf16, torch.compile) -> run.
+speed options (``deblur.speed.transforms``: BatchNorm folding, channels_last, bf16, torch.compile) -> run.
 """
 
 from __future__ import annotations
@@ -311,8 +311,8 @@ def convert_to_tlc(net: nn.Module, base_size: int = 384, train_size: int = 256) 
     Each statistic's window is its input size at a ``train_size x train_size`` input times
     ``base_size / train_size`` (floor), from a shape-only dry run (module docstring). A network already
     converted is first reverted, so calling again with other sizes re-converts. Convert before
-    ``deblur.speedups.prepare_for_inference`` (BatchNorm folding copies the converted network) and before
-    ``torch.compile``.
+    ``deblur.speed.transforms.prepare_for_inference`` (BatchNorm folding copies the converted network)
+    and before ``torch.compile``.
 
     Raises:
         ValueError: ``tlc.base_size`` / ``tlc.train_size`` not positive integers or base < train; a network

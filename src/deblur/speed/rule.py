@@ -2,7 +2,7 @@
 changes results.
 
 Pure (timings in, a :class:`Decision` out), so that tests feed it synthetic timings; the probe
-(:func:`deblur.speed_probe.interleaved_probe`) and the bench (``default_vs_best``) call it.
+(:func:`deblur.speed.trial.interleaved_probe`) and the bench (``default_vs_best``) call it.
 
 Input: the candidates, most exact first, and the timed *rounds*: each round a ``{candidate: seconds}`` of
 calls made side by side (interleaved), so that a noisy neighbour slows a round's calls alike.
@@ -183,3 +183,18 @@ def decide(
     choice, deciding_second = _best(choice, second)
     deciding = tuple(c for c in (deciding_first, deciding_second) if c is not None)
     return Decision(choice, deciding, tuple(first + second))
+
+
+def describe_decisions(decisions: Sequence[Mapping[str, Any]]) -> str:
+    """``"; gains: fp32, channels_last +8.0 % +/- 2.1 % vs fp32 (taken), ..."``: the deciding comparisons
+    of recorded decisions (:meth:`Decision.as_dict`), for a log line; empty without any."""
+
+    def pct(v: float | None, sign: str = "+") -> str:
+        return "?" if v is None else f"{100 * v:{sign}.1f} %"
+
+    parts = [
+        f"{c['candidate']} {pct(c['gain'])} +/- {pct(c['spread'], '')} vs {c['base']}"
+        f" ({'taken' if c['passed'] else 'not taken'}{', marginal' if c['marginal'] else ''})"
+        for d in decisions for c in d.get("deciding", [])
+    ]  # fmt: skip
+    return f"; gains: {'; '.join(parts)}" if parts else ""

@@ -1,23 +1,11 @@
-"""Make a trained network run faster at inference without changing its outputs beyond a stated tolerance.
+"""Prepare a trained network for fast inference: BatchNorm folding, channels_last, torch.compile, bf16.
 
-Options (:class:`InferenceOptions`), each with its tolerance in :data:`TOLERANCES` (the minimum PSNR, in
-dB, of the option's output against the fp32 NCHW output, images in [0, 1]; tests/unit/test_speedups.py):
-
-* ``channels_last``: weights and 4-D inputs in ``torch.channels_last`` (NHWC) memory format;
-* ``precision="bf16"``: ``torch.autocast(device_type, dtype=torch.bfloat16)`` around the forward pass
-  (weights stay fp32; both networks add the fp32 input back at the end, so outputs come out in fp32);
-* ``fold_batchnorm``: eval-mode BatchNorm2d folded into the preceding convolution(s) (:func:`fold_batchnorm`);
-* ``compile``: ``torch.compile(net)`` (recompiles with dynamic shapes when the image size changes).
-
-Which options to use is measured, not assumed (:mod:`deblur.speed_probe`): options left unset (None /
-``null``) are chosen by timing the candidates on the network and a representative input, and the choice
-is cached per device, torch version, network and input size. ``speed=fixed`` (or no network to time)
-gives :func:`default_options`, a rule that does not depend on timings. What was measured on which machine
-is in ``docs/benchmarks/``.
+Each transform keeps the outputs within its stated tolerance of the plain fp32 NCHW forward pass
+(:data:`deblur.speed.options.TOLERANCES`, tests/unit/test_speedups.py). Which options to use is
+:mod:`deblur.speed.options` (the fixed rule) or :mod:`deblur.speed.inference_probe` (timed).
 
 Usage::
 
-    options = resolve_options(device, net=net, example=x, channels_last=None, precision=None)  # probe
     fast = prepare_for_inference(net, options, device)  # a prepared copy; ``net`` is left as it was
     with inference_context(options, device):
         y = fast(to_input(x, options)).float()          # x, y: (N, 3, H, W)
@@ -31,68 +19,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from deblur.models.msfs.octconv import OctaveConv
+from deblur.speed.options import InferenceOptions
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "bf16")
-#: the config keys of the options, as deblur-predict / deblur-eval take them (null = measured or fixed rule)
-OPTION_KEYS = ("channels_last", "precision", "fold_batchnorm", "compile")
-#: per option, the minimum PSNR (dB) of its output against the fp32 NCHW output, images in [0, 1]
-TOLERANCES: dict[str, float] = {"channels_last": 60.0, "fold_batchnorm": 60.0, "compile": 60.0, "bf16": 45.0}
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """How to run a network at inference. The field defaults are the plain fp32 NCHW eager forward pass."""
-
-    channels_last: bool = False
-    precision: str = "fp32"
-    fold_batchnorm: bool = False
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        for key in ("channels_last", "fold_batchnorm", "compile"):
-            value = getattr(self, key)
-            if not isinstance(value, bool):
-                raise ValueError(
-                    f"{key} must be true or false (or null to choose by measuring), got {value!r}"
-                )
-        if self.precision not in PRECISIONS:
-            allowed = ", ".join(repr(p) for p in PRECISIONS)
-            raise ValueError(
-                f"precision must be one of {allowed} (or null to choose by measuring), got {self.precision!r}"
-            )
-
-    def enabled(self) -> list[str]:
-        """The :data:`TOLERANCES` keys of the options that are on, e.g. ``["channels_last", "bf16"]``."""
-        keys = [key for key in ("channels_last", "fold_batchnorm", "compile") if getattr(self, key)]
-        return keys + (["bf16"] if self.precision == "bf16" else [])
-
-    def tolerance(self) -> float:
-        """The stated tolerance of this combination: the lowest of its options' (inf when none is on)."""
-        return min((TOLERANCES[key] for key in self.enabled()), default=math.inf)
-
-    def as_dict(self) -> dict[str, bool | str]:
-        """``{"channels_last": ..., "precision": ..., "fold_batchnorm": ..., "compile": ...}`` for records."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def describe_options(options: Mapping[str, Any] | None) -> str:
-    """A record's options (:meth:`InferenceOptions.as_dict`) in words: ``bf16, channels_last`` (``fp32``
-    when none is recorded)."""
-    if not options:
-        return "fp32"
-    flags = [key for key in ("channels_last", "fold_batchnorm", "compile") if options.get(key)]
-    return ", ".join([str(options.get("precision", "fp32")), *flags])
 
 
 # ---------------------------------------------------------------- BatchNorm folding
@@ -275,109 +210,3 @@ def to_input(x: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
     if options.channels_last and x.ndim == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-# ---------------------------------------------------------------- defaults and checks
-def _cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (avx512_bf16 / AMX) rather than emulating it.
-
-    Used only to leave emulated bf16 out of the probe's candidates; whether native bf16 is *faster*
-    than fp32 differs from CPU to CPU and is measured (:mod:`deblur.speed_probe`)."""
-    try:
-        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def bf16_available(device: torch.device) -> bool:
-    """Whether ``device`` runs bf16 natively: CPUs through oneDNN (:func:`_cpu_has_bf16`), GPUs of compute
-    capability >= 8.0 (``torch.cuda.is_bf16_supported(including_emulation=False)``). Other devices: False.
-    """
-    device = torch.device(device)
-    if device.type == "cpu":
-        return _cpu_has_bf16()
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    return False
-
-
-def default_options(device: torch.device) -> InferenceOptions:
-    """The fixed rule: the options used without a probe (``speed=fixed``, tiny inputs, no network given).
-
-    It depends on the device type only, never on timings, so it gives the same outputs on every run:
-
-    * precision ``fp32`` everywhere (bf16 changes outputs by up to its 45 dB tolerance, and whether it is
-      faster differs between CPUs of the same kind);
-    * ``channels_last`` on CPUs and CUDA GPUs: fp32 arithmetic in another summation order, tested within
-      its 60 dB tolerance (``tests/unit/test_speedups.py``); NCHW on other device types (not tested there);
-    * ``fold_batchnorm`` on: fp32 arithmetic, it only removes work (a no-op without BatchNorm);
-    * ``compile`` off (it needs a compiler toolchain and minutes of compiling).
-
-    On CUDA, fp32 convolutions follow ``torch.backends.cudnn.allow_tf32`` (PyTorch's default: on).
-    """
-    device = torch.device(device)
-    if device.type in ("cpu", "cuda"):
-        return InferenceOptions(channels_last=True, precision="fp32", fold_batchnorm=True)
-    return InferenceOptions()
-
-
-#: the fixed rule under the name the ``speed`` key uses
-fixed_options = default_options
-
-
-def explicit_options(
-    channels_last: bool | None = None,
-    precision: str | None = None,
-    fold_batchnorm: bool | None = None,
-    compile: bool | None = None,
-) -> dict[str, Any]:
-    """The options that are set (not None), checked: bad values raise ValueError naming the key and what
-    it takes (e.g. ``precision=fp16x``)."""
-    given = {
-        "channels_last": channels_last,
-        "precision": precision,
-        "fold_batchnorm": fold_batchnorm,
-        "compile": compile,
-    }
-    given = {key: value for key, value in given.items() if value is not None}
-    InferenceOptions(**given)  # validates each given value
-    return given
-
-
-def resolve_options(
-    device: torch.device,
-    *,
-    net: nn.Module | None = None,
-    example: torch.Tensor | None = None,
-    mode: str = "probe",
-    cache: Any = None,
-    channels_last: bool | None = None,
-    precision: str | None = None,
-    fold_batchnorm: bool | None = None,
-    compile: bool | None = None,
-    **probe_kwargs: Any,
-) -> InferenceOptions:
-    """The options to run ``net`` with on ``device``: every option that is not None as given; the others
-    chosen by :func:`deblur.speed_probe.resolve_speed` (a timed probe of ``net`` on ``example`` when
-    ``mode="probe"`` and both are given, else the fixed rule :func:`default_options`).
-
-    ``resolve_options(device)`` alone (no network) is the fixed rule with nothing probed. Bad values raise
-    ValueError naming the key and what it takes (e.g. ``precision=fp16x``, ``speed=fast``).
-    """
-    from deblur.speed_probe import resolve_speed
-
-    return resolve_speed(
-        device, net=net, example=example, mode=mode, cache=cache, channels_last=channels_last,
-        precision=precision, fold_batchnorm=fold_batchnorm, compile=compile, **probe_kwargs,
-    ).options  # fmt: skip
-
-
-def output_psnr(reference: torch.Tensor, other: torch.Tensor) -> float:
-    """PSNR (dB, peak 1) of ``other`` against ``reference``, same shape (e.g. (N, 3, H, W)), images in [0, 1].
-
-    Not clamped (a stricter check than on saved images); inf when the two are equal.
-    """
-    if reference.shape != other.shape:
-        raise ValueError(f"output_psnr: shapes differ, {tuple(reference.shape)} vs {tuple(other.shape)}")
-    mse = torch.mean((reference.detach().double() - other.detach().double()) ** 2).item()
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
