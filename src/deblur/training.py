@@ -42,6 +42,7 @@ from deblur.config.checks import MAX_TIME, check_train_config
 from deblur.config.presets import model_preset
 from deblur.data.datamodule import DeblurDataModule
 from deblur.data.datasets import check_data_root
+from deblur.data.progressive import progressive_record
 from deblur.errors import UserError
 from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState, check_checkpoint_model, checkpoint_info
 from deblur.lit.restoration import RestorationModule
@@ -719,6 +720,7 @@ def _fit_and_validate(
         "stopped_by": stopped_by,
         "resumed_from_step": start_step or None,
         "output_dir": str(output_dir),
+        **progressive_record(_container(cfg.data), steps),  # data.progressive's stages, the last one trained
         **(record or {}),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
