@@ -37,7 +37,12 @@ RESTORMER = [
     {"step": 240000, "crop_size": 320, "batch_size": 1},
     {"step": 276000, "crop_size": 384, "batch_size": 1},
 ]
+FIRST = RESTORMER[0]
 STAGES = [Stage(0, 16, 2), Stage(3, 24, 1), Stage(5, 20, 3)]
+
+
+def _stage(step, crop_size, batch_size) -> dict:
+    return {"step": step, "crop_size": crop_size, "batch_size": batch_size}
 
 
 def test_a_good_schedule_passes_and_parses():
@@ -55,14 +60,14 @@ def test_a_good_schedule_passes_and_parses():
         ([{"step": 1, "crop_size": 8, "batch_size": 1}], "data.progressive[0].step=1: 0 (the first stage"),
         ([*RESTORMER[:2], {"step": 92000, "crop_size": 8, "batch_size": 1}],
          "data.progressive[2].step=92000: an optimizer step after data.progressive[1].step=92000"),
-        ([RESTORMER[0], {"step": -3, "crop_size": 8, "batch_size": 1}], "data.progressive[1].step=-3: an integer"),
-        ([RESTORMER[0], {"step": 5, "crop_size": 0, "batch_size": 1}], "data.progressive[1].crop_size=0: an integer >= 1"),
-        ([RESTORMER[0], {"step": 5, "crop_size": 8, "batch_size": 0}], "data.progressive[1].batch_size=0: an integer >= 1"),
+        ([FIRST, _stage(-3, 8, 1)], "data.progressive[1].step=-3: an integer"),
+        ([FIRST, _stage(5, 0, 1)], "data.progressive[1].crop_size=0: an integer >= 1"),
+        ([FIRST, _stage(5, 8, 0)], "data.progressive[1].batch_size=0: an integer >= 1"),
         ([{"step": 0, "crop_size": "big", "batch_size": 1}], "data.progressive[0].crop_size='big'"),
         ([{"step": 0, "crop_size": 8.5, "batch_size": 1}], "data.progressive[0].crop_size=8.5"),
         ([{"step": 0, "crop_size": 8, "batch_size": True}], "data.progressive[0].batch_size=True"),
         ([{"step": 0, "crop_size": 8}], "data.progressive[0].batch_size is missing"),
-        ([{"step": 0, "crop_size": 8, "batch_size": 1, "crop": 3}], "data.progressive[0].crop=3: not a key of a stage"),
+        ([{**_stage(0, 8, 1), "crop": 3}], "data.progressive[0].crop=3: not a key of a stage"),
         ([5], "data.progressive[0]=5: a stage"),
         ([], "data.progressive=[]: a list of stages"),
         ("128", "data.progressive='128': a list of stages"),
