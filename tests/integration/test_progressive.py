@@ -10,6 +10,7 @@ import lightning as L
 import pytest
 import torch
 
+from deblur.errors import UserError
 from deblur.training import train
 from tests.integration.conftest import TINY_TRAIN
 
@@ -78,3 +79,14 @@ def test_a_run_resumed_mid_stage_trains_the_batches_of_an_uninterrupted_run(comp
     a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-6
+
+
+def test_a_bad_stage_is_one_user_error_naming_its_key(compose_train):
+    bad = "[{step:0,crop_size:32,batch_size:2},{step:0,crop_size:40,batch_size:0}]"
+    with pytest.raises(UserError) as caught:
+        train(compose_train(*TINY_TRAIN, f"data.progressive={bad}"))  # refused before anything is built
+    assert str(caught.value) == (
+        "2 bad config values:\n"
+        "  data.progressive[1].step=0: an optimizer step after data.progressive[0].step=0\n"
+        "  data.progressive[1].batch_size=0: an integer >= 1 (samples per device)"
+    )
