@@ -5,6 +5,9 @@ of an uninterrupted run."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -26,7 +29,8 @@ RUN = [
 
 
 class BatchShapes(L.Callback):
-    """Appends ``[global_step, batch, crop, blurry sum]`` of each training batch to JSON-lines ``path``."""
+    """Appends ``[global_step, batch, crop, blurry sum, rank, names]`` of each training batch to JSON-lines
+    ``path``."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -35,12 +39,14 @@ class BatchShapes(L.Callback):
         n, _, h, w = batch["blurry"].shape
         assert h == w
         with open(self.path, "a") as out:
-            out.write(json.dumps([trainer.global_step, n, h, batch["blurry"].double().sum().item()]) + "\n")
+            total = batch["blurry"].double().sum().item()
+            row = [trainer.global_step, n, h, total, trainer.global_rank, list(batch["name"])]
+            out.write(json.dumps(row) + "\n")
 
 
 def _recorded(path) -> dict[int, tuple[int, int, float]]:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return {step: (n, crop, total) for step, n, crop, total in rows}
+    return {step: (n, crop, total) for step, n, crop, total, _, _ in rows}
 
 
 def _recording(path) -> list[str]:
@@ -90,3 +96,31 @@ def test_a_bad_stage_is_one_user_error_naming_its_key(compose_train):
         "  data.progressive[1].step=0: an optimizer step after data.progressive[0].step=0\n"
         "  data.progressive[1].batch_size=0: an integer >= 1 (samples per device)"
     )
+
+
+@pytest.mark.slow
+def test_under_ddp_each_device_takes_its_stage_batch_of_disjoint_samples(tmp_path):
+    run, shapes = tmp_path / "run", tmp_path / "shapes.jsonl"
+    schedule = "[{step:0,crop_size:32,batch_size:2},{step:1,crop_size:24,batch_size:1}]"
+    overrides = [
+        *TINY_TRAIN,  # 8 training pairs: 4 per rank, an epoch of 2 batches of 2
+        "trainer.accelerator=cpu", "trainer.devices=2", "strategy=ddp", "trainer.max_steps=3",
+        "trainer.max_epochs=null", "trainer.max_time=null", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", "callbacks.frequency_gap=null", "callbacks.lr_monitor=null",
+        f"data.progressive={schedule}", *_recording(shapes), f"hydra.run.dir={run}",
+    ]  # fmt: skip
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PROJECT_ROOT": str(tmp_path), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": path}  # fmt: skip
+    cmd = [sys.executable, "-m", "deblur.cli.train", *overrides]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = [json.loads(line) for line in shapes.read_text().splitlines()]
+    by_rank = {rank: {r[0]: (r[1], r[2], r[5]) for r in rows if r[4] == rank} for rank in (0, 1)}
+    expected = {0: (2, 32), 1: (1, 24), 2: (1, 24)}
+    for rank in (0, 1):  # batch_size is per device
+        assert {step: (n, crop) for step, (n, crop, _) in by_rank[rank].items()} == expected
+    for step in range(3):  # the ranks share the stream, each its own samples
+        assert not set(by_rank[0][step][2]) & set(by_rank[1][step][2]), step
+    assert json.loads((run / "metrics.json").read_text())["progressive"]["stage_at_end"] == 1
