@@ -201,3 +201,13 @@ def test_metrics_record_the_stages_and_the_last_one_trained():
     assert progressive_record({"progressive": None}, 10) == {}
     record = progressive_record({"progressive": schedule}, 5)["progressive"]  # steps 0..4 trained
     assert record == {"stages": schedule, "stage_at_end": 1, "crop_size": 24, "batch_size": 1}
+
+
+def test_an_image_smaller_than_the_largest_stage_crop_is_refused_at_setup_naming_the_stage():
+    data = {"name": "synthetic", "crop_size": 32, "val_crop_size": 32, "batch_size": 2, "pairs_per_photo": 1,
+            "val_pairs_per_photo": 1, "max_side": 96, "repeats": 1, "seed": 0, "val_seed": 1,
+            "progressive": [_stage(0, 32, 2), _stage(9, 80, 1)]}  # fmt: skip
+    dm = DeblurDataModule(data=data)
+    stage = r"data.progressive\[1\].crop_size=80, the schedule's largest crop"
+    with pytest.raises(DatasetError, match=rf"crop_size=80 is larger than the train pair .*{stage}"):
+        dm.setup("fit")

@@ -70,14 +70,25 @@ class DeblurDataModule(L.LightningDataModule):
         if stage in (None, "fit") and self.train_set is None:
             from deblur.data.augment import make_pipeline
 
-            train_cfg = self.cfg
-            if self.stages is not None:  # every stage's crop must fit: checked at the largest one
-                train_cfg = {**self.cfg, "crop_size": largest(self.stages, "crop_size")[1]}
-            train_set = build(train_cfg, "train", make_pipeline(self.augment_cfg))
+            train_set = self._build_train_set(build, make_pipeline(self.augment_cfg))
             self._check_one_batch(train_set)
             self.train_set = train_set
         if stage in (None, "fit", "validate") and self.val_set is None:
             self.val_set = build(self.cfg, "val", None)
+
+    def _build_train_set(self, build: Callable[..., Dataset], transform: PairTransform | None) -> Dataset:
+        """The training set; with ``data.progressive``, built (and its image sizes checked) with the
+        schedule's largest crop, an image too small for it named as too small for that stage's crop."""
+        if self.stages is None:
+            return build(self.cfg, "train", transform)
+        index, crop = largest(self.stages, "crop_size")
+        try:
+            return build({**self.cfg, "crop_size": crop}, "train", transform)
+        except ValueError as err:
+            if "crop_size" not in str(err):
+                raise
+            where = f"data.progressive[{index}].crop_size={crop}, the schedule's largest crop"
+            raise DatasetError(f"{err} (data.crop_size is {where})") from None
 
     def _check_one_batch(self, dataset: Dataset) -> None:
         """Raise :class:`DatasetError` naming the pair count and ``data.batch_size`` when ``dataset`` fills
