@@ -11,6 +11,7 @@ the loaders (no Enums: the resolved config travels in checkpoints, which load wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -28,6 +29,8 @@ class DataConfig:
     num_workers: int = 0
     pin_memory: bool = False
     persistent_workers: bool = False
+    #: progressive patches: [{step, crop_size, batch_size}, ...] (deblur.data.progressive); null = off
+    progressive: list[Any] | None = None
 
 
 @dataclass

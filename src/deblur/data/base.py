@@ -18,6 +18,8 @@ Randomness. ``dataset[i]`` draws the crop from torch's RNG and the augmentation 
 stream (per worker). ``dataset[(i, draw_seed)]`` (what :class:`deblur.data.samplers.EpochShuffleSampler`
 yields during training) seeds both from ``draw_seed`` instead, so the sample is a function of
 ``(i, draw_seed)`` alone: the same whatever the worker, the rank or the point a run was resumed at.
+A draw ``(i, draw_seed, crop_size)`` (progressive training, :mod:`deblur.data.progressive`) is cropped to
+its own ``crop_size`` instead of the dataset's.
 """
 
 from __future__ import annotations
@@ -90,14 +92,15 @@ class PairDataset(Dataset):
         every pair its own photo)."""
         return str(index % len(self))
 
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
-        """``item``: an index, or a draw ``(index, draw_seed)`` (see the module docstring)."""
+    def __getitem__(self, item: int | tuple[int, int] | tuple[int, int, int]) -> dict[str, Any]:
+        """``item``: an index, or a draw ``(index, draw_seed)`` or ``(index, draw_seed, crop_size)`` (see
+        the module docstring)."""
         index, seed = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
         blurry, sharp, name = self.load(index)
         if blurry.shape != sharp.shape:
             raise ValueError(f"sample {name!r}: blurry {blurry.shape} and sharp {sharp.shape} differ in size")
-        size = self.crop_size
+        size = item[2] if isinstance(item, tuple) and len(item) > 2 else self.crop_size
         if size is not None:
             h, w = blurry.shape[:2]
             if h < size or w < size:

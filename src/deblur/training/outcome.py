@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deblur.config.presets import model_preset
 from deblur.data.datamodule import DeblurDataModule
+from deblur.data.progressive import progressive_record
 from deblur.errors import UserError
 from deblur.lit.ema import ema_decay
 from deblur.lit.restoration import RestorationModule
@@ -94,6 +95,7 @@ def fit_and_validate(
         "stopped_by": stopped_by,
         "resumed_from_step": start_step or None,
         "output_dir": str(output_dir),
+        **progressive_record(OmegaConf.to_container(cfg.data, resolve=True), steps),  # data.progressive
         **(record or {}),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
