@@ -8,6 +8,8 @@ built. A new built-in network adds one line here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import deblur.analysis.settings  # noqa: F401  (declares analysis/analysis_schema)
 import deblur.losses.configs  # noqa: F401
 import deblur.models.fddn.config  # noqa: F401
@@ -15,7 +17,15 @@ import deblur.models.msfs.config  # noqa: F401
 import deblur.models.nafnet.config  # noqa: F401
 from deblur.config.registry import register_config_check, register_group_check
 
-# deblur-train's augment group is checked by building its pipeline (its errors name the transform)
-register_group_check("augment", "deblur.data.augment:make_pipeline")
-# ema.decay, also against the strategy (FSDP)
-register_config_check("deblur.lit.ema:ema_problems")
+
+def progressive_problems(cfg: Any) -> list[str]:
+    """``data.progressive``'s problem lines (:func:`deblur.data.progressive.schedule_problems`)."""
+    from deblur.data.progressive import schedule_problems
+
+    return schedule_problems((cfg.get("data") or {}).get("progressive"))
+
+
+# checks of deblur-train's config that need code above config/ (imported when a config is checked):
+register_group_check("augment", "deblur.data.augment:make_pipeline")  # builds the pipeline
+register_config_check("deblur.lit.ema:ema_problems")  # ema.decay, also against the strategy (FSDP)
+register_config_check("deblur.components:progressive_problems")

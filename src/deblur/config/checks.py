@@ -110,9 +110,6 @@ def _check_data(problems: _Problems, data: Mapping[str, Any]) -> None:
     problems.int_at_least(data, p, "max_side", 1, nullable=True)
     problems.number(data, p, "noise_std", lambda v: v >= 0, "a number >= 0", nullable=True)
     problems.choice(data, p, "on_bad_pair", ("error", "skip"))
-    from deblur.data.progressive import schedule_problems
-
-    problems.lines.extend(schedule_problems(data.get("progressive")))
 
 
 def _check_trainer(problems: _Problems, trainer: Mapping[str, Any]) -> None:
