@@ -179,3 +179,17 @@ def test_import_deblur_declares_the_networks_without_loading_their_code():
     assert out.splitlines() == [
         "['fddn', 'msfs', 'nafnet'] ['charbonnier', 'fddn', 'fft', 'l1', 'msfs', 'psnr']", "[]"
     ]
+
+
+def fake_whole_config_check(cfg):
+    return ["fake.key=1: a check declared above config/"] if cfg.get("fake") else []
+
+
+def test_checks_declared_above_config_run_in_check_train_config(monkeypatch):
+    monkeypatch.setattr(registry, "_CONFIG_CHECKS", [f"{__name__}:fake_whole_config_check"])
+    with pytest.raises(UserError, match=r"^fake\.key=1: a check declared above config/$"):
+        check_train_config({"fake": {"key": 1}})
+    check_train_config({"model": {"name": "msfs", "width": 8}})
+    monkeypatch.setattr(registry, "_GROUP_CHECKS", {"augment": ["deblur.data.augment:make_pipeline"]})
+    with pytest.raises(UserError, match="augment"):
+        check_train_config({"augment": {"train": {"no_such_transform": {}}}})
