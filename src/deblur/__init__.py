@@ -39,12 +39,12 @@ _API = {
     "load_model": ("deblur.checkpoints", "load_model"),
     "restore": ("deblur.inference", "restore"),
     "prepare_network": ("deblur.inference", "prepare_network"),
-    "InferenceSettings": ("deblur.config.inference", "InferenceSettings"),
+    "InferenceSettings": ("deblur.config.inference_settings", "InferenceSettings"),
     "convert_to_tlc": ("deblur.models.tlc", "convert_to_tlc"),
     "revert_tlc": ("deblur.models.tlc", "revert_tlc"),
     "score": ("deblur.metrics.scoring", "score"),
     "score_folders": ("deblur.metrics.scoring", "score_folders"),
-    "analyze": ("deblur.analysis.run", "analyze"),
+    "analyze": ("deblur.analysis.analyzer", "analyze"),
     "evaluate": ("deblur.evaluation", "evaluate"),
     "predict_images": ("deblur.prediction", "predict_images"),
     "train": ("deblur.training", "train"),
@@ -74,10 +74,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers see the real objects
     from deblur import datasets as datasets
-    from deblur.analysis.run import analyze as analyze
+    from deblur.analysis.analyzer import analyze as analyze
     from deblur.checkpoints import load_model as load_model
     from deblur.config.compose import compose as compose
-    from deblur.config.inference import InferenceSettings as InferenceSettings
+    from deblur.config.inference_settings import InferenceSettings as InferenceSettings
     from deblur.evaluation import evaluate as evaluate
     from deblur.inference import prepare_network as prepare_network
     from deblur.inference import restore as restore

@@ -1,6 +1,6 @@
 """The benchmark datasets as Python objects: ``deblur.datasets.open("gopro", "/data/GOPRO_Large", "val")``.
 
-A thin public face of :mod:`deblur.data.datasets` (the loaders ``deblur-train`` and ``deblur-eval`` use):
+A thin public face of :mod:`deblur.data.on_disk` (the loaders ``deblur-train`` and ``deblur-eval`` use):
 the same layouts, checks and messages, with the dataset's ``conf/data/<name>.yaml`` defaults.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from deblur.config.datasets import DATASET_SCHEMAS
+from deblur.config.data_schema import DATASET_SCHEMAS
 
 #: the datasets :func:`open` reads from disk
 NAMES = ("gopro", "hide", "realblur_j", "realblur_r", "pairs", "folder")
@@ -42,7 +42,7 @@ def open(name: str, root: str | os.PathLike, split: str = "val", **options: Any)
         ...
         deblur.data.validate.DatasetError: ...
     """
-    from deblur.data.datasets import build_dataset
+    from deblur.data.on_disk import build_dataset
 
     if name not in NAMES:
         raise ValueError(f"name={name!r} is not a benchmark dataset; options: {', '.join(NAMES)}")

@@ -1,12 +1,12 @@
 """A trained network on the benchmark test sets, scored as the papers score them (behind ``deblur-eval``).
 
-For every dataset the network runs over its test split (the ``val`` split of :mod:`deblur.data.datasets`;
+For every dataset the network runs over its test split (the ``val`` split of :mod:`deblur.data.on_disk`;
 whole images, tiled when ``settings.tile`` is set) with :func:`deblur.inference.restore`; each prediction is
 rounded to 8 bits as a saved PNG would be and scored against the ground truth with
 :mod:`deblur.metrics.scoring` under the dataset's protocol (:data:`DEFAULT_PROTOCOLS`: GoPro / HIDE ->
 ``gopro``: PSNR peak 255 + MATLAB 3-D SSIM; RealBlur -> ``realblur``: ECC-aligned, masked PSNR / SSIM).
-Both images are read as the dataset loaders read them (:func:`deblur.data.datasets.read_rgb`), except that a
-gray blurry image stays gray (:func:`deblur.data.datasets.read_uint8`): its prediction is the mean of the
+Both images are read as the dataset loaders read them (:func:`deblur.data.on_disk.read_rgb`), except that a
+gray blurry image stays gray (:func:`deblur.data.on_disk.read_uint8`): its prediction is the mean of the
 network's three output channels, as ``deblur-predict`` saves it, so ``deblur-eval`` and ``deblur-predict``
 + ``deblur-score`` give the same numbers. An image whose network output is not finite stops the evaluation,
 naming the file (:class:`deblur.inference.NonFiniteOutput`); nothing is scored for it.
@@ -44,8 +44,8 @@ import numpy as np
 from torch import nn
 
 from deblur.checkpoints import load_model
-from deblur.config.inference import InferenceSettings
-from deblur.data.datasets import list_pairs, read_rgb, read_uint8
+from deblur.config.inference_settings import InferenceSettings
+from deblur.data.on_disk import list_pairs, read_rgb, read_uint8
 from deblur.inference import prepare_network, restore
 from deblur.io import write_image
 from deblur.metrics.lpips_score import check_lpips_config
@@ -63,9 +63,9 @@ from deblur.metrics.scoring import (
     write_outputs,
 )
 from deblur.speed.options import InferenceOptions, describe_options
-from deblur.utils.checks import check_bool, check_int, format_number, mean
 from deblur.utils.device import runtime_record
 from deblur.utils.files import atomic_write_json, atomic_write_text
+from deblur.utils.values import check_bool, check_int, format_number, mean
 
 log = logging.getLogger(__name__)
 
@@ -379,8 +379,9 @@ def evaluate(
             (torchmetrics; ``lpips_net``, ``lpips_weights`` as for
             :func:`deblur.metrics.scoring.score_folders`), run on the network's device.
         dataset_options: per-dataset loader options (``options.<name>`` of ``conf/eval.yaml``).
-        settings: device, tiling and speed options (:class:`~deblur.config.inference.InferenceSettings`, or
-            a mapping with its keys, e.g. a composed command config); None: the defaults.
+        settings: device, tiling and speed options
+            (:class:`~deblur.config.inference_settings.InferenceSettings`, or a mapping with its keys,
+            e.g. a composed command config); None: the defaults.
         save_images: also save every prediction as ``<dataset>/images/<name>.png``.
         limit: evaluate only the first N pairs of each dataset (None: all).
         on_bad_pair: ``error`` or ``skip`` unpaired / unreadable test files.

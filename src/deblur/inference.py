@@ -33,7 +33,7 @@ from deblur.models.padding import crop_to, pad_to_multiple
 from deblur.utils.pixels import check_pixels
 
 if TYPE_CHECKING:
-    from deblur.config.inference import InferenceSettings
+    from deblur.config.inference_settings import InferenceSettings
     from deblur.speed.options import InferenceOptions
 
 
@@ -271,7 +271,8 @@ def prepare_network(
 
     Args:
         net: a network in eval mode (e.g. from :func:`deblur.checkpoints.load_model`); left unchanged.
-        settings: the inference settings (:class:`deblur.config.inference.InferenceSettings`); None: defaults.
+        settings: the inference settings (:class:`deblur.config.inference_settings.InferenceSettings`);
+            None: defaults.
         example: a representative input, (3, H, W) or (N, 3, H, W) in [0, 1] (e.g. the first image): with
             ``speed=probe`` the options left null are timed on it
             (:func:`deblur.speed.inference_probe.resolve_speed`, cached); None, or ``speed=fixed``: the
@@ -280,7 +281,7 @@ def prepare_network(
     Returns:
         ``(prepared network, the speed options used, the device)``; pass the options to :func:`restore`.
     """
-    from deblur.config.inference import InferenceSettings
+    from deblur.config.inference_settings import InferenceSettings
     from deblur.speed.inference_probe import resolve_options
     from deblur.speed.transforms import prepare_for_inference
     from deblur.utils.device import select_device

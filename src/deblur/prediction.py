@@ -185,7 +185,7 @@ def predict_images(
         input: an image file, a folder or a glob pattern (:func:`collect_inputs`).
         output: the results' folder; each result is ``<output>/<name>.png``.
         model: the network for a plain state dict (a ``conf/model`` preset name or a config).
-        settings: :class:`deblur.config.inference.InferenceSettings` (device, tiles, speed, TLC).
+        settings: :class:`deblur.config.inference_settings.InferenceSettings` (device, tiles, speed, TLC).
         recursive: include sub-folders of a folder input (results mirror them).
         overwrite: replace results that exist (never inputs).
         allow_inplace: allow ``output`` to be (inside) the input folder.
@@ -201,7 +201,7 @@ def predict_images(
         PredictionIncomplete: with ``on_error="skip"``, after the run, when some inputs failed.
     """
     from deblur.checkpoints import load_model
-    from deblur.config.inference import InferenceSettings
+    from deblur.config.inference_settings import InferenceSettings
     from deblur.inference import NonFiniteOutput, prepare_network, restore
 
     if on_error not in ON_ERROR:

@@ -1,4 +1,4 @@
-"""deblur-analyze (:func:`deblur.analysis.run.analyze` and the command) on the built-in dataset, with and
+"""deblur-analyze (:func:`deblur.analysis.analyzer.analyze` and the command) on the built-in dataset, with and
 without a checkpoint; the FrequencyGap callback."""
 
 import json
@@ -15,13 +15,13 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
+from deblur.analysis.analyzer import analyze
 from deblur.analysis.callback import FrequencyGap, metric_name
 from deblur.analysis.frequency import FrequencyConfig, band_entropies, compare_entropies
-from deblur.analysis.run import analyze
 from deblur.checkpoints import load_model
 from deblur.cli.analyze import main as analyze_command
 from deblur.config.compose import compose
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.data.datamodule import DeblurDataModule
 from deblur.data.synthetic import TRAIN_PHOTOS
 from deblur.lit.restoration import RestorationModule
@@ -244,7 +244,7 @@ def test_max_images_takes_distinct_photos_and_few_of_them_are_flagged(tmp_path, 
     monkeypatch.setattr(figures, "plot_entropy_distributions",
                         lambda *a, **k: drawn.append(k.get("warning")) or original(*a, **k))
     data = {"name": "synthetic", "max_side": 128, "val_crop_size": 48}  # 4 pairs of each of 3 photos
-    with caplog.at_level("WARNING", logger="deblur.analysis.run"):
+    with caplog.at_level("WARNING", logger="deblur.analysis.analyzer"):
         payload = analyze(data, "val", analysis={"max_images": 2}, settings=CPU, output_dir=tmp_path)
     assert [name.rsplit("_", 1)[0] for name in payload["names"]] == ["astronaut", "coffee"]
     assert payload["distinct_images"] == 2 and payload["min_distinct_images"] == MIN_DISTINCT_IMAGES == 16

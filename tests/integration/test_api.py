@@ -17,7 +17,7 @@ PUBLIC = ["compose", "build_model", "load_model", "restore", "score", "score_fol
           "train", "evaluate", "predict_images", "prepare_network", "InferenceSettings"]  # fmt: skip
 #: modules whose public functions carry runnable examples
 DOCTESTED = ["deblur.config.compose", "deblur.models.build", "deblur.checkpoints", "deblur.inference",
-             "deblur.metrics.scoring", "deblur.analysis.run", "deblur.datasets", "deblur.io",
+             "deblur.metrics.scoring", "deblur.analysis.analyzer", "deblur.datasets", "deblur.io",
              "deblur.utils.device", "deblur.config.registry", "deblur.config.rules", "deblur.models.size",
              "deblur.config.checks"]  # fmt: skip
 

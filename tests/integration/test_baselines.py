@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from deblur.analysis.methods import MethodMismatch
 from deblur.cli.eval import main as eval_command
 from deblur.config import register_configs
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.errors import UserError
 from deblur.evaluation import evaluate
 from deblur.io import read_image, write_image
@@ -128,7 +128,7 @@ def _table_rows(text: str) -> list[list[str]]:
 def _other_method(tree: Path, dataset: str, folder: Path, offset: int) -> Path:
     """Another method's outputs on ``dataset``'s test split (its sharp frames, ``offset`` darker), named as
     deblur-eval saves them: the folder deblur-predict (or any method) would give deblur-score."""
-    from deblur.data.datasets import list_pairs
+    from deblur.data.on_disk import list_pairs
 
     for _, sharp, name in list_pairs(dataset, {"name": dataset, "root": str(tree)}, "val"):
         image = read_image(sharp)[0].astype(int) - offset

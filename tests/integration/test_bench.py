@@ -10,9 +10,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from deblur.bench.benchmark import run
 from deblur.bench.pipeline import plain_band_entropies
 from deblur.bench.report import strict_json
-from deblur.bench.run import run
 from deblur.paths import CONF_DIR
 
 TINY_BENCH = [
@@ -149,7 +149,7 @@ def test_bench_writes_every_documented_key(tmp_path):
 def _tiny_msfs():
     from omegaconf import OmegaConf
 
-    from deblur.bench.run import compose_train
+    from deblur.bench.benchmark import compose_train
     from deblur.models.build import build_model
 
     cfg = compose_train(["model=msfs_small", "model.width=8"])
@@ -177,18 +177,18 @@ def test_strict_json_has_no_infinity():
 
 
 def test_nafnet_presets_compose_with_their_psnr_loss_and_have_no_ablations():
-    from deblur.bench import models
-    from deblur.bench.run import compose_train
+    from deblur.bench import networks
+    from deblur.bench.benchmark import compose_train
 
-    assert models.preset_overrides("nafnet_small") == ["model=nafnet_small"]
-    assert models.preset_overrides("fddn_small+no_fsb") == ["model=fddn_small", "ablation=fddn/no_fsb"]
+    assert networks.preset_overrides("nafnet_small") == ["model=nafnet_small"]
+    assert networks.preset_overrides("fddn_small+no_fsb") == ["model=fddn_small", "ablation=fddn/no_fsb"]
     with pytest.raises(ValueError, match="'nafnet' has no ablations"):
-        models.preset_overrides("nafnet+no_fsm")  # was composed as the MSFS ablation msfs/no_fsm
-    model_cfg, loss_cfg = models.preset_configs("nafnet_small", compose_train)
+        networks.preset_overrides("nafnet+no_fsm")  # was composed as the MSFS ablation msfs/no_fsm
+    model_cfg, loss_cfg = networks.preset_configs("nafnet_small", compose_train)
     assert model_cfg["name"] == "nafnet" and loss_cfg["name"] == "psnr"
     # the published 17.11 M stands beside our count of model=nafnet (counted on the meta device)
-    counted = models.count(models.preset_configs("nafnet", compose_train)[0], [])
-    assert round(counted["params_m"], 2) == models.PAPER_FIGURES["nafnet"]["params_m"] == 17.11
+    counted = networks.count(networks.preset_configs("nafnet", compose_train)[0], [])
+    assert round(counted["params_m"], 2) == networks.PAPER_FIGURES["nafnet"]["params_m"] == 17.11
 
 
 def test_full_bench_times_every_paper_preset_including_nafnet():

@@ -74,7 +74,7 @@ def test_eval_with_tlc_on_nafnet(released_small, tmp_path):
 def test_predict_with_model_nafnet_and_tlc_on_an_odd_sized_image(released_small, tmp_path):
     import numpy as np
 
-    from deblur.config.inference import InferenceSettings
+    from deblur.config.inference_settings import InferenceSettings
     from deblur.io import read_image, write_image
     from deblur.prediction import predict_images
 

@@ -13,7 +13,7 @@ import pytest
 
 from deblur.cli.score import main as score_command
 from deblur.config.compose import compose
-from deblur.data.datasets import list_pairs
+from deblur.data.on_disk import list_pairs
 from deblur.data.validate import DatasetError
 from deblur.io import read_image, write_image
 from deblur.metrics.not_predictions import NotPredictions

@@ -24,7 +24,7 @@ from deblur.cli import predict as predict_cli
 from deblur.cli.eval import main as eval_command
 from deblur.cli.train import train
 from deblur.config import register_configs
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.evaluation import evaluate
 from deblur.paths import CONF_DIR, REPO_ROOT
 from deblur.speed.options import default_options

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from deblur.errors import UserError
-from deblur.lit.checkpointing import AtomicCheckpointIO, check_checkpoint_model
 from deblur.lit.restoration import RestorationModule
+from deblur.lit.resumption import AtomicCheckpointIO, check_checkpoint_model
 from deblur.training import METRIC_KEYS, train
 from tests.integration.conftest import TINY_TRAIN
 from tests.tiny import TINY_MSFS

@@ -14,7 +14,7 @@ from skimage import data
 from deblur.cli.eval import main as eval_command
 from deblur.cli.score import main as score_command
 from deblur.config.compose import compose
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.evaluation import evaluate
 from deblur.metrics.scoring import score
 from tests.integration.test_predict_eval import TINY_MODEL

@@ -14,11 +14,11 @@ import pytest
 import skimage.data
 from hydra import compose, initialize_config_dir
 
-from deblur.analysis.run import analyze
+from deblur.analysis.analyzer import analyze
 from deblur.checkpoints import load_model
 from deblur.cli import predict as predict_cli
 from deblur.config import register_configs
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.evaluation import evaluate
 from deblur.inference import prepare_network, restore
 from deblur.io import read_image, to_float

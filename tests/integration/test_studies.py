@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deblur.cli.train import train
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.evaluation import evaluate
 from deblur.paths import REPO_ROOT
 from tests.integration.conftest import TINY_TRAIN

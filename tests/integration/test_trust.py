@@ -212,7 +212,7 @@ def test_train_command_prints_a_user_error_as_one_message_with_exit_code_2(compo
 
 
 def test_a_user_error_raised_in_a_loader_worker_comes_back_as_its_message(tmp_path):
-    from deblur.data.datasets import FilePairDataset
+    from deblur.data.on_disk import FilePairDataset
 
     good = tmp_path / "good.png"
     assert cv2.imwrite(str(good), sharp_image(0))

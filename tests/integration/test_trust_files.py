@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from deblur.config.inference import InferenceSettings
-from deblur.data.datasets import build_dataset, list_pairs, read_rgb
+from deblur.config.inference_settings import InferenceSettings
+from deblur.data.on_disk import build_dataset, list_pairs, read_rgb
 from deblur.data.validate import DatasetError
 from deblur.prediction import PredictionIncomplete, predict_images
 from tests.tiny import TINY_MSFS, save_tiny_checkpoint

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from deblur.analysis.run import analyze
+from deblur.analysis.analyzer import analyze
 from deblur.checkpoints import CheckpointError, convert_checkpoint, load_model
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.errors import UserError
 from deblur.evaluation import evaluate
 from deblur.inference import NonFiniteOutput
@@ -176,7 +176,7 @@ def test_predict_command_refuses_a_nan_checkpoint_with_exit_code_2(ckpts, tmp_pa
 
 
 def test_resuming_from_a_nan_checkpoint_is_refused_naming_it(ckpts):
-    from deblur.lit.checkpointing import check_checkpoint_model
+    from deblur.lit.resumption import check_checkpoint_model
 
     with pytest.raises(CheckpointError) as err:  # train() runs this before the probe and the Trainer
         check_checkpoint_model(ckpts.nan, dict(TINY_MSFS))

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from deblur.config.datasets import DATASET_SCHEMAS
+from deblur.config.data_schema import DATASET_SCHEMAS
 from deblur.paths import CONF_DIR
 
 
@@ -35,6 +35,6 @@ def test_data_yaml_repeats_its_schema_defaults_exactly(name):
 
 
 def test_config_modules_import_in_any_order_without_a_cycle():
-    for first in ("deblur.config.datasets", "deblur.config.schema"):
+    for first in ("deblur.config.data_schema", "deblur.config.schema"):
         code = f"import {first}; import deblur.config"
         subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -14,8 +14,8 @@ from skimage import data
 
 from deblur.config import register_configs
 from deblur.data.datamodule import DATASETS, DeblurDataModule
-from deblur.data.datasets import DATASET_BUILDERS, FilePairDataset, FolderDataset, build_dataset, read_rgb
-from deblur.data.prepare import patch_starts, prepare_dataset
+from deblur.data.on_disk import DATASET_BUILDERS, FilePairDataset, FolderDataset, build_dataset, read_rgb
+from deblur.data.subimages import patch_starts, prepare_dataset
 from deblur.data.validate import DatasetError
 from deblur.paths import CONF_DIR
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from deblur.config.inference import InferenceSettings, TLCSettings
+from deblur.config.inference_settings import InferenceSettings, TLCSettings
 from deblur.ensemble import TRANSFORMS, dihedral, self_ensemble, undo_dihedral
 from deblur.inference import pad_and_run, prepare_network, restore, tiled_inference
 from deblur.models.build import build_model

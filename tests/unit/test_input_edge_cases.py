@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import deblur
-from deblur.data.datasets import match_folders
+from deblur.data.on_disk import match_folders
 from deblur.data.validate import DatasetError, validate_listing
 from deblur.io import ImageReadError, read_image
 from deblur.models.msfs.net import MSFSNet

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from deblur.bench.models import default_vs_best, paired_default_vs_best
+from deblur.bench.networks import default_vs_best, paired_default_vs_best
 from deblur.speed import training_probe
 from deblur.speed import trial as speed_trial
 from deblur.speed.options import TrainingOptions

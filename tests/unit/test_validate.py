@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deblur.data.datasets import build_dataset
+from deblur.data.on_disk import build_dataset
 from deblur.data.validate import DatasetError
 from deblur.io import image_size
 from tests.unit.test_datasets import (

@@ -3,7 +3,7 @@
 ``shannon_entropy`` and ``js_divergence`` are the public numerical core; :mod:`deblur.analysis.frequency`
 documents every choice (low-pass, scales, binning, distributions). Figures live in
 :mod:`deblur.analysis.figures`, the validation callback in :mod:`deblur.analysis.callback` (imported
-lazily: it needs Lightning) and a whole analysis of a dataset in :mod:`deblur.analysis.run`.
+lazily: it needs Lightning) and a whole analysis of a dataset in :mod:`deblur.analysis.analyzer`.
 """
 
 from deblur.analysis.frequency import (

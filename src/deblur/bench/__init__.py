@@ -1,10 +1,10 @@
 """``deblur-bench``: the cost of every model, loader and analysis, against the machine's own limit.
 
-One run (``deblur-bench``, :func:`deblur.bench.run.run`) measures, on one device:
+One run (``deblur-bench``, :func:`deblur.bench.benchmark.run`) measures, on one device:
 
 * :mod:`~deblur.bench.peak`: the machine's peak 3x3-convolution rate (GFLOP/s) for each precision and
   memory format it offers;
-* :mod:`~deblur.bench.models`: per model / ablation preset: parameters, fp32 size, multiply-accumulates
+* :mod:`~deblur.bench.networks`: per model / ablation preset: parameters, fp32 size, multiply-accumulates
   (``torch.utils.flop_counter``), forward latency and images/s under each speed option of
   :mod:`deblur.speed.options`, achieved GFLOP/s as a fraction of the peak, training-step samples/s (fp32 and
   bf16-mixed, channels_last and NCHW), peak memory, and the defaults as ``deblur-predict`` /

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from deblur.bench import models
+from deblur.bench import networks
 from deblur.bench.memory import PeakMemory
 from deblur.models.build import build_model
 from deblur.speed.inference_probe import resolve_speed
@@ -65,8 +65,8 @@ def _forward_row(
     net: torch.nn.Module, device: torch.device, batch: int, size: int, timing: dict, speed: dict,
     gmacs: float, peak_gflops: float,
 ) -> dict[str, Any]:  # fmt: skip
-    x = models.sample_batch(batch, size, size, device)
-    probe = resolve_speed(device, net=net, example=x, **models._speed_kwargs(speed))
+    x = networks.sample_batch(batch, size, size, device)
+    probe = resolve_speed(device, net=net, example=x, **networks._speed_kwargs(speed))
     fast = prepare_for_inference(net, probe.options, device)
     xin = to_input(x, probe.options)
 
@@ -76,7 +76,7 @@ def _forward_row(
 
     _free(device)
     measured = time_call(call, device, memory=PeakMemory, **timing)
-    row = models._timing_figures(measured, batch)
+    row = networks._timing_figures(measured, batch)
     row["samples_per_s"] = row.pop("images_per_s")
     row["gflops"] = 2 * gmacs * batch / measured.seconds
     row["fraction_of_bf16_peak"] = row["gflops"] / peak_gflops
@@ -91,15 +91,15 @@ def _train_row(
 ) -> dict[str, Any]:  # fmt: skip
     chosen = choose_training_speed(
         model_cfg, loss_cfg, device, batch=batch, size=size, channels_last=speed.get("channels_last"),
-        precision=speed.get("precision"), **models._speed_kwargs(speed),
+        precision=speed.get("precision"), **networks._speed_kwargs(speed),
     )  # fmt: skip
     _autocast(chosen.precision)
-    row_name = {v: k for k, v in models.TRAIN_PRECISION_NAMES.items()}[chosen.precision]
+    row_name = {v: k for k, v in networks.TRAIN_PRECISION_NAMES.items()}[chosen.precision]
     _free(device)
     layouts = [chosen.channels_last]
-    calls = models._train_step_calls(model_cfg, loss_cfg, device, batch, size, layouts, [row_name])
+    calls = networks._train_step_calls(model_cfg, loss_cfg, device, batch, size, layouts, [row_name])
     measured = time_interleaved(calls, device, memory=PeakMemory, **timing)[(chosen.channels_last, row_name)]
-    row = models._step_figures(measured, batch)
+    row = networks._step_figures(measured, batch)
     row["gflops"] = 2 * gmacs_per_sample * batch / measured.seconds
     row["fraction_of_bf16_peak"] = row["gflops"] / peak_gflops
     row["options"] = chosen.options.as_dict()
@@ -109,8 +109,8 @@ def _train_row(
 
 def _compile_row(net: torch.nn.Module, device: torch.device, batch: int, size: int, timing: dict,
                  speed: dict) -> dict[str, Any]:  # fmt: skip
-    x = models.sample_batch(batch, size, size, device)
-    options = resolve_speed(device, net=net, example=x, **models._speed_kwargs(speed)).options
+    x = networks.sample_batch(batch, size, size, device)
+    options = resolve_speed(device, net=net, example=x, **networks._speed_kwargs(speed)).options
     compiled_options = replace(options, compile=True)
     eager = prepare_for_inference(net, options, device)
     compiled = prepare_for_inference(net, compiled_options, device)
@@ -183,8 +183,8 @@ def largest_batch(
 
 def _max_forward_batch(net: torch.nn.Module, device: torch.device, size: int, start: int, limit: int,
                        speed: dict) -> dict[str, Any]:  # fmt: skip
-    probe_x = models.sample_batch(min(start, 4), size, size, device)
-    options = resolve_speed(device, net=net, example=probe_x, **models._speed_kwargs(speed)).options
+    probe_x = networks.sample_batch(min(start, 4), size, size, device)
+    options = resolve_speed(device, net=net, example=probe_x, **networks._speed_kwargs(speed)).options
     fast = prepare_for_inference(net, options, device)
 
     def forward(batch: int) -> None:
@@ -199,21 +199,21 @@ def _max_train_batch(model_cfg: dict, loss_cfg: dict, device: torch.device, size
                      speed: dict) -> dict[str, Any]:  # fmt: skip
     chosen = choose_training_speed(
         model_cfg, loss_cfg, device, batch=start, size=size, channels_last=speed.get("channels_last"),
-        precision=speed.get("precision"), **models._speed_kwargs(speed),
+        precision=speed.get("precision"), **networks._speed_kwargs(speed),
     )  # fmt: skip
-    module, optimizer = models.train_module(model_cfg, loss_cfg, device, chosen.channels_last)
+    module, optimizer = networks.train_module(model_cfg, loss_cfg, device, chosen.channels_last)
     autocast = _autocast(chosen.precision)
 
     def train(batch: int) -> None:
         blurry = torch.rand(batch, 3, size, size, device=device)
         data = module.to_layout({"blurry": blurry, "sharp": blurry.flip(-1)})
-        models._train_step(module, optimizer, data["blurry"], data["sharp"], device, autocast)
+        networks._train_step(module, optimizer, data["blurry"], data["sharp"], device, autocast)
 
     return {**largest_batch(train, device, start, limit), "options": chosen.options.as_dict()}
 
 
 def _autocast(precision: str) -> bool:
-    if precision not in models.TRAIN_PRECISION_NAMES.values():
+    if precision not in networks.TRAIN_PRECISION_NAMES.values():
         raise ValueError(f"the bench times 32-true and bf16-mixed training, not {precision!r}")
     return precision == "bf16-mixed"
 
@@ -244,8 +244,8 @@ def _guard(out: dict[str, Any], key: str, device: torch.device, fn: Callable[...
 
 def _preset_tables(model_cfg: dict, loss_cfg: dict, device: torch.device, size: int, batches: list[int],
                    peak_gflops: float, cfg: dict, timing: dict, speed: dict) -> dict[str, Any]:  # fmt: skip
-    gmacs = models.count(model_cfg, [(size, size)])[f"gmacs_{models.size_key(size, size)}"]
-    train_gmacs = models.count_train_step(model_cfg, loss_cfg, size, 1)
+    gmacs = networks.count(model_cfg, [(size, size)])[f"gmacs_{networks.size_key(size, size)}"]
+    train_gmacs = networks.count_train_step(model_cfg, loss_cfg, size, 1)
     torch.manual_seed(0)
     net = build_model(model_cfg).eval().to(device)
     entry: dict[str, Any] = {"gmacs_per_image": gmacs, "train_gmacs_per_sample": train_gmacs}
@@ -307,7 +307,7 @@ def bench_gpu(
         step = out["presets"].get(preset, {}).get("train_step", {}).get(str(batch))
         if (not step or "ms" not in step) and preset in configs:
             model_cfg, loss_cfg = configs[preset]
-            train_gmacs = models.count_train_step(model_cfg, loss_cfg, size, 1)
+            train_gmacs = networks.count_train_step(model_cfg, loss_cfg, size, 1)
             holder: dict[str, Any] = {}
             _guard(holder, "step", device, _train_row, model_cfg, loss_cfg, device, batch, size, timing,
                    speed, train_gmacs, peak_gflops)  # fmt: skip

@@ -39,7 +39,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from deblur.bench.models import NO_PAPER_ROW, PAPER_FIGURES
+from deblur.bench.networks import NO_PAPER_ROW, PAPER_FIGURES
 from deblur.speed.options import describe_options
 from deblur.utils.files import atomic_write_json, atomic_write_text
 
@@ -49,7 +49,7 @@ DEFAULT_VS_BEST = 0.95
 
 def _paper_cell(preset: str, figures: dict[str, Any]) -> str:
     """The published figures of ``preset``; "-" when they exist but were left out (``model_overrides``
-    changed the network), :data:`~deblur.bench.models.NO_PAPER_ROW` when no paper has a row for it."""
+    changed the network), :data:`~deblur.bench.networks.NO_PAPER_ROW` when no paper has a row for it."""
     published = ", ".join(f"{k} {v}" for k, v in figures.get("paper", {}).items())
     return published or ("-" if preset in PAPER_FIGURES else NO_PAPER_ROW)
 

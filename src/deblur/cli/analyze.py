@@ -10,7 +10,7 @@ Config: ``conf/analyze.yaml`` (``data``, ``split``, ``ckpt_path``, ``analysis.*`
 ``conf/inference/default.yaml`` (``device``, speed options, ``tile``, ``tlc``, ``self_ensemble``). Writes
 ``analysis.json``, ``fig1_patch_bands.png``, ``fig2_sharp_vs_blurry.png`` (and
 ``fig7_sharp_vs_deblurred.png``) into ``paths.output_dir`` (Hydra's run dir). The library:
-:func:`deblur.analysis.run.analyze`.
+:func:`deblur.analysis.analyzer.analyze`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from deblur.analysis.run import analyze, format_summary
+from deblur.analysis.analyzer import analyze, format_summary
 from deblur.cli.common import user_errors
 from deblur.cli.entry import run_command
 from deblur.config import register_configs
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.paths import CONF_DIR
 
 register_configs()

@@ -3,7 +3,7 @@
     deblur-bench                                  # the full benchmark (make bench); bench.json + bench.md
     deblur-bench timed=[msfs_small] tiling.enabled=false precision_run.enabled=false
 
-Options: ``conf/bench.yaml``. The work is :func:`deblur.bench.run.run`.
+Options: ``conf/bench.yaml``. The work is :func:`deblur.bench.benchmark.run`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from deblur.bench.run import run
+from deblur.bench.benchmark import run
 from deblur.cli.common import user_errors
 from deblur.cli.entry import run_command
 from deblur.config import register_configs

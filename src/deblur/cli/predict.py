@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.cli.common import user_errors
 from deblur.cli.entry import run_command
 from deblur.config import register_configs
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.paths import CONF_DIR
 from deblur.prediction import PredictionIncomplete, predict_images
 

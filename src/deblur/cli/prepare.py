@@ -3,7 +3,7 @@
     deblur-prepare data.root=/data/GOPRO_Large output_root=/data/GOPRO_prepared
     deblur-train data=gopro data.root=/data/GOPRO_prepared ...
 
-See :mod:`deblur.data.prepare` and ``docs/datasets.md`` (when it pays off: many epochs, few CPU cores per
+See :mod:`deblur.data.subimages` and ``docs/datasets.md`` (when it pays off: many epochs, few CPU cores per
 GPU). The source is any paired dataset of the ``data`` group (default ``data=gopro``); it is only read.
 """
 
@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.cli.common import user_errors
 from deblur.cli.entry import run_command
 from deblur.config import register_configs
-from deblur.data.prepare import prepare_dataset
+from deblur.data.subimages import prepare_dataset
 from deblur.paths import CONF_DIR
 
 register_configs()

@@ -13,7 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from deblur.config.choices import SCHEMA_SUFFIX
-from deblur.config.datasets import DataConfig, SyntheticDataConfig, register_dataset_configs
+from deblur.config.data_schema import DataConfig, SyntheticDataConfig, register_dataset_configs
 from deblur.config.registry import GROUPS, components, schemas
 
 __all__ = ["SCHEDULERS", "DataConfig", "SyntheticDataConfig", "register_configs"]

@@ -18,7 +18,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from deblur.data.base import PairTransform
-from deblur.data.datasets import DATASET_BUILDERS
+from deblur.data.on_disk import DATASET_BUILDERS
 from deblur.data.progressive import DrawBatches, ProgressiveSampler, RunLayout, largest, parse_schedule
 from deblur.data.samplers import EpochShuffleSampler, UnpaddedDistributedSampler
 from deblur.data.validate import DatasetError

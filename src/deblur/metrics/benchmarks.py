@@ -93,7 +93,7 @@ def benchmark_pairing(
     pred: dict[str, Path], dataset: str, root: Path, pred_dir: Path, on_bad_pair: str = "error"
 ) -> BenchmarkPairing:
     """Match predictions (``deblur.io.list_images`` of ``pred_dir``) to the test split's sharp images."""
-    from deblur.data.datasets import SPLIT_FOLDER, list_pairs
+    from deblur.data.on_disk import SPLIT_FOLDER, list_pairs
 
     cfg = {"root": str(root), "on_bad_pair": on_bad_pair, "validate": False}
     listed = list_pairs(dataset, cfg, "val")

@@ -40,7 +40,7 @@ class NotPredictions(UserError):
 
 
 def _realblur_folders() -> set[str]:
-    from deblur.data.datasets import REALBLUR
+    from deblur.data.on_disk import REALBLUR
 
     return {folder for folder, _ in REALBLUR.values()}
 

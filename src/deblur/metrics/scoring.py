@@ -52,9 +52,9 @@ from deblur.metrics.benchmarks import benchmark_pairing, detect_benchmark, refus
 from deblur.metrics.not_predictions import BASELINE_LABEL, check_folders, check_pairs, check_scores
 from deblur.metrics.protocol import psnr_255, ssim_3d, ssim_per_channel, to_uint8
 from deblur.metrics.realblur import realblur_scores
-from deblur.utils.checks import check_bool, check_int, format_number, mean
 from deblur.utils.files import atomic_write_json, atomic_write_text
 from deblur.utils.pixels import check_pixels
+from deblur.utils.values import check_bool, check_int, format_number, mean
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from deblur.config.checks import MAX_TIME
-from deblur.lit.checkpointing import checkpoint_info
+from deblur.lit.resumption import checkpoint_info
 from deblur.training.resume_command import resume_command
 
 

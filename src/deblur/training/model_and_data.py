@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.data.datamodule import DeblurDataModule
-from deblur.data.datasets import check_data_root
+from deblur.data.on_disk import check_data_root
 from deblur.lit.restoration import RestorationModule
 from deblur.training.run_log import say
 from deblur.training_settings import given_settings, probe_settings
@@ -26,7 +26,7 @@ def _plain(node: Any) -> Any:
 
 def check_data(cfg: DictConfig) -> None:
     """A dataset with a root has one: checked before the speed probe times anything
-    (:func:`deblur.data.datasets.check_data_root`, a ``DatasetError`` naming ``data.root``)."""
+    (:func:`deblur.data.on_disk.check_data_root`, a ``DatasetError`` naming ``data.root``)."""
     check_data_root(_plain(cfg.data))
 
 

@@ -18,8 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from deblur.checkpoints import check_complete
 from deblur.errors import UserError
-from deblur.lit.checkpointing import check_checkpoint_model, checkpoint_info
 from deblur.lit.ema import check_ema_resume
+from deblur.lit.resumption import check_checkpoint_model, checkpoint_info
 from deblur.training.max_time import clock, max_time_used_up, time_left
 from deblur.training.run_log import say
 from deblur.training.summary import COMPLETE
@@ -149,7 +149,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str | None) -> int:
     """The step a run resumes from: 0 for a new run (and for ``ckpt_path`` values Lightning resolves
     itself: ``hpc``, ``registry``, URLs). A checkpoint file must be complete
     (:func:`deblur.checkpoints.check_complete`), finite and of this run's network
-    (:func:`deblur.lit.checkpointing.check_checkpoint_model`), and leave training time
+    (:func:`deblur.lit.resumption.check_checkpoint_model`), and leave training time
     (:func:`announce_resume`, which says where the run resumes from)."""
     if ckpt_path is None or ckpt_path in LIGHTNING_CKPT or "://" in ckpt_path:
         return 0

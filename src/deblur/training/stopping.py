@@ -16,8 +16,8 @@ from omegaconf import DictConfig
 
 from deblur.data.datamodule import DeblurDataModule
 from deblur.errors import UserError
-from deblur.lit.checkpointing import checkpoint_info
 from deblur.lit.restoration import RestorationModule
+from deblur.lit.resumption import checkpoint_info
 from deblur.training.resume_command import resume_command
 from deblur.training.run_log import say
 from deblur.utils.files import NoSpaceLeft, disk_full

@@ -10,8 +10,8 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from deblur.lit.checkpointing import AtomicCheckpointIO, RNGState
 from deblur.lit.ema import ema_callbacks
+from deblur.lit.resumption import AtomicCheckpointIO, RNGState
 
 
 def build_strategy(cfg: DictConfig) -> Any:
@@ -26,7 +26,7 @@ def build_strategy(cfg: DictConfig) -> Any:
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """The ``callbacks`` group's callbacks (entries without ``_target_`` or null are left out), then the
-    progress bar (:func:`_progress_bar`) and :class:`~deblur.lit.checkpointing.RNGState`."""
+    progress bar (:func:`_progress_bar`) and :class:`~deblur.lit.resumption.RNGState`."""
     nodes = cfg.get("callbacks") or {}
     callbacks = [instantiate(node) for node in nodes.values() if node is not None and "_target_" in node]
     callbacks += ema_callbacks(cfg)  # ema.decay: Lightning's EMAWeightAveraging (deblur.lit.ema)
@@ -78,7 +78,7 @@ def build_loggers(cfg: DictConfig) -> list[Any] | bool:
 def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
     """The run's ``L.Trainer``: every ``trainer`` key (``overrides``, e.g. the decided ``precision``, on
     top), the strategy, callbacks and loggers above, ``paths.output_dir`` as its root folder and
-    :class:`~deblur.lit.checkpointing.AtomicCheckpointIO`."""
+    :class:`~deblur.lit.resumption.AtomicCheckpointIO`."""
     # None is meaningful for some keys (check_val_every_n_epoch=None: validate by steps), so pass all
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs.update(overrides)

@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from deblur.bench import gpu, models, pipeline, report
+from deblur.bench import gpu, networks, pipeline, report
 from deblur.bench.peak import measure_peaks
 from deblur.config import register_configs
 from deblur.paths import CONF_DIR
@@ -86,7 +86,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     settings.pop("paths", None)  # holds Hydra-runtime interpolations
     settings["output"] = str(cfg.output)
     result: dict[str, Any] = {"machine": _machine(device), "settings": settings}
-    result["settings"]["mac_sizes"] = [models.size_key(h, w) for h, w in mac_sizes]
+    result["settings"]["mac_sizes"] = [networks.size_key(h, w) for h, w in mac_sizes]
 
     log.info("peak conv rate on %s", device)
     result["peak"] = measure_peaks(
@@ -98,11 +98,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     extra = list(cfg.model_overrides)
     result["models"] = {}
     for preset in cfg.presets:
-        model_cfg, loss_cfg = models.preset_configs(preset, lambda o: compose_train([*o, *extra]))
+        model_cfg, loss_cfg = networks.preset_configs(preset, lambda o: compose_train([*o, *extra]))
         configs[preset] = (model_cfg, loss_cfg)
-        entry: dict[str, Any] = {"model": model_cfg, **models.count(model_cfg, needed)}
-        if preset in models.PAPER_FIGURES and not cfg.model_overrides:
-            entry["paper"] = models.PAPER_FIGURES[preset]
+        entry: dict[str, Any] = {"model": model_cfg, **networks.count(model_cfg, needed)}
+        if preset in networks.PAPER_FIGURES and not cfg.model_overrides:
+            entry["paper"] = networks.PAPER_FIGURES[preset]
         result["models"][preset] = entry
     for preset in cfg.timed:
         model_cfg, loss_cfg = configs[preset]
@@ -110,19 +110,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("timing %s", preset)
         try:
             entry.update(
-                models.bench_forward(
+                networks.bench_forward(
                     model_cfg, entry, device, peak, fwd.batch, fwd.size, hd, timing, bool(fwd.compile), speed
                 )
             )
         except Exception as err:  # noqa: BLE001
             log.exception("forward of %s failed", preset)
             entry["forward_error"] = f"{type(err).__name__}: {err}"
-        _guarded(entry, "train_steps", models.bench_train_steps, model_cfg, loss_cfg, device, step.batch,
+        _guarded(entry, "train_steps", networks.bench_train_steps, model_cfg, loss_cfg, device, step.batch,
                  step.size, timing, list(step.precisions), speed)  # fmt: skip
         steps = entry.pop("train_steps")  # {"train_step": ..., "train_step_nchw": ...} or {"error": ...}
         entry.update(steps if "error" not in steps else {"train_step": steps, "train_step_nchw": {}})
-        work = f"train_gmacs_{models.size_key(step.size, step.size)}"
-        entry[work] = models.count_train_step(model_cfg, loss_cfg, step.size, step.batch)
+        work = f"train_gmacs_{networks.size_key(step.size, step.size)}"
+        entry[work] = networks.count_train_step(model_cfg, loss_cfg, step.size, step.batch)
         for figures in [*entry["train_step"].values(), *entry["train_step_nchw"].values()]:
             if isinstance(figures, dict) and "ms" in figures:
                 figures["gflops"] = 2 * entry[work] * step.batch / (figures["ms"] / 1e3)
@@ -133,7 +133,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         _guarded(result, "loader", _loader, cfg, result)
     if cfg.analysis.enabled:
         log.info("frequency analysis")
-        images = models.sample_batch(
+        images = networks.sample_batch(
             cfg.analysis.images, cfg.analysis.size, cfg.analysis.size, torch.device("cpu")
         )
         _guarded(result, "analysis", pipeline.bench_analysis, images, cfg.analysis.repeats, device, timing)

@@ -47,7 +47,7 @@ from deblur.analysis.frequency import (
 )
 from deblur.analysis.sample_size import MIN_DISTINCT_IMAGES, sample_size_warning
 from deblur.analysis.settings import AnalyzeSettings
-from deblur.config.inference import InferenceSettings
+from deblur.config.inference_settings import InferenceSettings
 from deblur.data.base import dataset_sources, distinct_first
 from deblur.inference import restore
 from deblur.paths import CONF_DIR
@@ -282,7 +282,7 @@ def analyze(
         analysis: the ``analysis`` settings (:class:`~deblur.analysis.settings.AnalyzeSettings` or a mapping
             of some of its fields, e.g. ``{"sigma": 3.0, "max_images": 200}``); None: the defaults.
         settings: device, speed options and tiling of the network and the analysis
-            (:class:`~deblur.config.inference.InferenceSettings`, or a mapping with its keys, e.g. a
+            (:class:`~deblur.config.inference_settings.InferenceSettings`, or a mapping with its keys, e.g. a
             composed command config); None: the defaults (``device="auto"``).
         output_dir: when given, write ``analysis.json`` and the figures there.
 

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from deblur.data.datasets import SPLIT_FOLDER, list_pairs, read_rgb
+from deblur.data.on_disk import SPLIT_FOLDER, list_pairs, read_rgb
 from deblur.data.validate import DatasetError
 from deblur.utils.files import atomic_write, atomic_write_json
 
