@@ -9,7 +9,8 @@ stored as JSON (:data:`SETTINGS_FILE`, written atomically):
   never decide: they read rank 0's file (waiting for it up to :data:`RANK_WAIT_S` seconds).
 * **per study**: in a multirun, the first job to need a decision makes it (given values, or one timing
   probe, or the fixed rule) and writes ``<sweep dir>/training_settings.json`` under an exclusive lock
-  (``fcntl``; parallel jobs of the joblib launcher wait for it); every other job, and every job of a
+  (``fcntl``, on a lock file removed by its holder: :func:`_locked`; parallel jobs of the joblib launcher
+  wait for it); every other job, and every job of a
   ``resume=true`` rerun, reads it. No job probes on its own.
 * **resumed runs**: a run resumed from a checkpoint keeps the settings its run started with (the
   ``training_settings.json`` beside the checkpoint's ``checkpoints/`` folder; for runs older than that
@@ -188,16 +189,40 @@ def write_settings(path: Path, settings: TrainingSettings) -> None:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive ``fcntl`` lock on ``folder/.training_settings.lock`` (jobs of one sweep, in parallel)."""
+    """An exclusive ``fcntl`` lock on ``folder/.training_settings.lock`` (jobs of one sweep, in parallel)
+    that leaves no file behind: the holder removes the lock file before it unlocks.
+
+    A job that was waiting on the removed file then holds a lock nobody else can see; it finds the path
+    gone (or naming another file) once it has the lock, and starts over on the file now at the path. So
+    only the holder of the lock on the file at the path runs the block, and a sweep folder keeps no lock
+    file (one is left only by a job killed inside the block; the next job uses and removes it)."""
     import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    path = folder / LOCK_FILE
+    while True:
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if not _same_file(handle, path):
+                    continue  # the file was removed by the job before us: lock the one now at the path
+                try:
+                    yield
+                finally:
+                    path.unlink(missing_ok=True)
+                return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _same_file(handle: Any, path: Path) -> bool:
+    """Whether the open ``handle`` is the file at ``path`` now."""
+    try:
+        linked = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (linked.st_dev, linked.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def shared_decision(folder: Path, decide: Callable[[], TrainingSettings]) -> tuple[TrainingSettings, bool]:

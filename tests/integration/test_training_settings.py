@@ -19,6 +19,7 @@ from deblur.speed.options import TrainingOptions
 from deblur.speed.training_probe import TrainingSpeed
 from deblur.training import train
 from deblur.training_settings import (
+    LOCK_FILE,
     SETTINGS_FILE,
     TrainingSettings,
     decide_training_settings,
@@ -127,6 +128,30 @@ def test_parallel_jobs_of_a_sweep_decide_once(tmp_path):
         assert job.exitcode == 0
     assert counter.read_text().splitlines() == ["probe"]
     assert read_settings(tmp_path / SETTINGS_FILE).channels_last is False
+    assert not (tmp_path / LOCK_FILE).exists()  # the sweep folder keeps no lock file
+
+
+def _enter_the_lock_repeatedly(folder: str) -> None:
+    from deblur.training_settings import _locked
+
+    inside = Path(folder) / "inside"
+    for _ in range(20):
+        with _locked(Path(folder)):
+            inside.touch(exist_ok=False)  # FileExistsError: another process is inside at the same time
+            time.sleep(0.002)
+            inside.unlink()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fcntl")
+def test_the_self_removing_lock_still_admits_one_job_at_a_time(tmp_path):
+    context = multiprocessing.get_context("fork")
+    jobs = [context.Process(target=_enter_the_lock_repeatedly, args=(str(tmp_path),)) for _ in range(4)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+        assert job.exitcode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_a_broken_settings_file_is_one_message_naming_it(tmp_path):
