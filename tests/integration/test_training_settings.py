@@ -219,3 +219,33 @@ def test_a_two_job_multirun_probes_once_and_trains_both_jobs_alike(tmp_path, mon
     train_cli.main()
     again = json.loads((sweep / "job1" / "metrics.json").read_text())
     assert len(probe.calls) == 1 and (again["channels_last"], again["settings_chosen_by"]) == (False, "probe")
+
+
+def test_a_study_decision_records_what_it_was_made_for_and_a_job_that_differs_says_so(
+    compose_train, tmp_path, monkeypatch, caplog
+):
+    # the study's stored decision names the network, crop and batch it was made for; a later job of the
+    # same study with another crop and network trains with it (one precision per study) and warns
+    import logging
+
+    from deblur import training_settings as ts
+
+    sweep = tmp_path / "study"
+    monkeypatch.setattr(ts, "sweep_folder", lambda: sweep)
+    probe = FakeProbe()
+    monkeypatch.setattr(training_probe, "choose_training_speed", probe)
+    first = decide_training_settings(compose_train(*TINY_TRAIN), tmp_path / "job0")
+    made_for = read_settings(sweep / SETTINGS_FILE).made_for
+    assert made_for["crop_size"] == 32 and made_for["batch_size"] == 2 and "width=8" in made_for["model"]
+    assert "(cpu" in made_for["device"] and first.made_for == made_for
+    with caplog.at_level(logging.INFO, logger="deblur.training_settings"):
+        same = decide_training_settings(compose_train(*TINY_TRAIN), tmp_path / "job1")
+    assert "decided for another job" not in caplog.text and "differs_from_decision" not in same.detail
+    other = [*TINY_TRAIN, "data.crop_size=64", "model.width=16"]
+    with caplog.at_level(logging.WARNING, logger="deblur.training_settings"):
+        again = decide_training_settings(compose_train(*other), tmp_path / "job2")
+    assert len(probe.calls) == 1 and (again.precision, again.channels_last) == (first.precision, False)
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert str(sweep / SETTINGS_FILE) in warning and "crop_size: decided for 32, this job 64" in warning
+    assert "width=8" in warning and "width=16" in warning and "new study= name" in warning
+    assert read_settings(tmp_path / "job2" / SETTINGS_FILE).detail["differs_from_decision"]
