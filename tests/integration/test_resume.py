@@ -3,8 +3,10 @@ checkpoint of another network refused. (resume=true over a multirun: tests/integ
 
 import csv
 
+import lightning as L
 import pytest
 import torch
+from omegaconf import open_dict
 
 from deblur.errors import UserError
 from deblur.lit.checkpointing import AtomicCheckpointIO, check_checkpoint_model
@@ -142,3 +144,30 @@ def test_a_run_stopped_by_max_epochs_resumes_into_more_epochs_bitwise(compose_tr
     b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert a["global_step"] == b["global_step"] == 6
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+class StopAt(L.Callback):
+    """Stops training after optimizer step ``step``, as ``trainer.max_time`` does (``should_stop``)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+def test_a_run_stopped_inside_an_epoch_resumes_the_rest_of_that_epoch(compose_train, tmp_path):
+    # 3 steps per epoch; stopped at step 4 (inside epoch 2) like a max_time stop: last.ckpt must not say
+    # the epoch is over (the resume would skip its last 2 batches), it trains steps 5..9 = a 9-step run
+    steps = [*N_STEPS, *BY_STEPS, "trainer.max_epochs=3"]
+    full = train(compose_train(*steps, f"paths.output_dir={tmp_path}/a"))
+    cfg = compose_train(*steps, f"paths.output_dir={tmp_path}/b")
+    with open_dict(cfg):
+        cfg.callbacks["stop"] = {"_target_": f"{__name__}.StopAt", "step": 4}
+    assert train(cfg)["global_step"] == 4
+    resumed = train(compose_train(*steps, "ckpt_path=last", f"paths.output_dir={tmp_path}/b"))
+    assert resumed["global_step"] == full["global_step"] == 9
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

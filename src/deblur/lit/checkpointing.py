@@ -191,7 +191,7 @@ class FiniteCheckpoint(ModelCheckpoint):
       that produced it have diverged. A save on an exception that fails for a full disk
       (:class:`~deblur.utils.files.NoSpaceLeft`) is a warning: the exception handled is the one reported.
 
-    * A save made by a validation at the last step of an epoch that ends the run (``trainer.max_epochs``
+    * A save made by a validation after the last batch of an epoch that ends the run (``trainer.max_epochs``
       reached, or ``trainer.should_stop``: :class:`~deblur.lit.final_validation.ValidateAtEnd`, early
       stopping) is made again at that epoch's end. The first file records a loop still inside the epoch;
       Lightning recognises that state on a resume only when its own schedule validates at that batch, and
@@ -230,6 +230,8 @@ class FiniteCheckpoint(ModelCheckpoint):
         saved = self._validation_save
         if saved is None or saved[0] != trainer.global_step or trainer.sanity_checking:
             return
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # stopped inside the epoch (max_time, a callback): the file must say so to resume there
         max_epochs = trainer.max_epochs
         last_epoch = max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs
         if last_epoch or trainer.should_stop:
