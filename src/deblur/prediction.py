@@ -15,10 +15,15 @@ Safety rules (whatever the flags):
   reported and skipped (``on_error="skip"``; the run then ends with :class:`PredictionIncomplete` after the
   other images);
 * temporary files of our own naming pattern left in the output folder by a killed run are removed.
+
+Beside the results, ``<output>/predict.json`` (:data:`SETTINGS_FILE`, written atomically after the images,
+also when some were skipped) records the run's settings: checkpoint, network, device, torch version,
+precision / memory format, tiles, TLC, self-ensemble, and which results this run wrote or kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import os
@@ -28,11 +33,14 @@ from typing import Any
 
 from deblur.io import IMAGE_EXTENSIONS, ImageReadError, encode_like, read_image, to_float, write_image
 from deblur.utils.device import runtime_record
-from deblur.utils.files import check_writable, remove_stale_temporaries
+from deblur.utils.files import atomic_write_json, check_writable, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("error", "skip")
+
+#: the settings record written beside the results (not an image: never read as an input)
+SETTINGS_FILE = "predict.json"
 
 
 class PredictionIncomplete(RuntimeError):
@@ -151,6 +159,31 @@ def _collision_message(inputs: list[tuple[Path, str]], out_dir: Path) -> str:
     )
 
 
+def settings_record(
+    payload: Mapping[str, Any], ckpt_path: str | os.PathLike, settings: Any
+) -> dict[str, Any]:
+    """What ``predict.json`` holds: ``checkpoint`` (absolute path), ``model``, ``device``, ``device_name``,
+    ``torch``, ``inference`` (precision, channels_last, fold_batchnorm, compile), ``tile``, ``tile_overlap``,
+    ``tlc``, ``self_ensemble``, and ``written`` / ``kept`` / ``failed`` (results relative to the output
+    folder; failed inputs as given): a result kept from an earlier run was not made with these settings."""
+    out_dir = Path(payload["output"])
+
+    def relative(paths: list[str]) -> list[str]:
+        return [Path(os.path.relpath(p, out_dir)).as_posix() for p in paths]
+
+    checkpoint = str(ckpt_path)
+    return {
+        "checkpoint": checkpoint if "://" in checkpoint else str(Path(checkpoint).expanduser().resolve()),
+        **{k: payload[k] for k in ("model", "device", "device_name", "torch", "inference", "self_ensemble")},
+        "tile": settings.tile,
+        "tile_overlap": settings.tile_overlap if settings.tile else None,
+        "tlc": dataclasses.asdict(settings.tlc),
+        "written": relative(payload["written"]),
+        "kept": relative(payload["kept"]),
+        "failed": list(payload["failed"]),
+    }
+
+
 def _example(plan: list[tuple[Path, Path]], tile: int | None) -> Any:
     """The first readable input as a (1, 3, H, W) tensor (a tile when tiling): the speed probe's input."""
     import torch
@@ -195,7 +228,8 @@ def predict_images(
     Returns:
         ``{"written", "kept", "failed", "output", "model", "device", "device_name", "torch", "inference",
         "self_ensemble"}`` (``device_name``, ``torch``: :func:`deblur.utils.device.runtime_record`;
-        ``inference``: the speed options used: precision, memory format, BatchNorm folding, compile).
+        ``inference``: the speed options used: precision, memory format, BatchNorm folding, compile),
+        and ``settings_file``: the path of ``<output>/predict.json`` (:func:`settings_record`).
 
     Raises:
         PredictionIncomplete: with ``on_error="skip"``, after the run, when some inputs failed.
@@ -256,6 +290,8 @@ def predict_images(
         "inference": options.as_dict(),
         "self_ensemble": settings.self_ensemble,
     }
+    record = settings_record(payload, ckpt_path, settings)
+    payload["settings_file"] = str(atomic_write_json(out_dir / SETTINGS_FILE, record))
     if failed:
         raise PredictionIncomplete(
             f"{len(failed)} of {len(plan)} input(s) could not be read or gave a non-finite output and were "

@@ -9,8 +9,13 @@ stored as JSON (:data:`SETTINGS_FILE`, written atomically):
   never decide: they read rank 0's file (waiting for it up to :data:`RANK_WAIT_S` seconds).
 * **per study**: in a multirun, the first job to need a decision makes it (given values, or one timing
   probe, or the fixed rule) and writes ``<sweep dir>/training_settings.json`` under an exclusive lock
-  (``fcntl``; parallel jobs of the joblib launcher wait for it); every other job, and every job of a
-  ``resume=true`` rerun, reads it. No job probes on its own.
+  (``fcntl``, on a lock file removed by its holder: :func:`_locked`; parallel jobs of the joblib launcher
+  wait for it); every other job, and every job of a
+  ``resume=true`` rerun, reads it. No job probes on its own. The file records what the decision was made
+  for (``made_for``: the network, crop and batch size, device); a job whose own differ (another model in
+  an ablation sweep, a rerun of the study's name with another crop) still trains with the study's
+  settings, so the study's numbers stay comparable, and its log says so with a warning naming the file
+  and the differences (:func:`mismatch`).
 * **resumed runs**: a run resumed from a checkpoint keeps the settings its run started with (the
   ``training_settings.json`` beside the checkpoint's ``checkpoints/`` folder; for runs older than that
   file, the checkpoint's ``channels_last``), unless the user gives them explicitly.
@@ -63,8 +68,9 @@ RANK_WAIT_S = 600.0
 class TrainingSettings:
     """The resolved Lightning ``precision`` (``32-true``, ``bf16-mixed``, ...), ``channels_last``, how they
     were chosen (:data:`CHOSEN_BY`), the device name and torch version they were decided for, where the
-    decision came from (``decided_in``: ``run``, ``study``, ``resumed run``, ``rank 0``) and the probe's
-    detail (``detail``: its source, times, the keys given)."""
+    decision came from (``decided_in``: ``run``, ``study``, ``resumed run``, ``rank 0``), the probe's
+    detail (``detail``: its source, times, the keys given) and what the decision was made for
+    (``made_for``: :func:`decision_inputs`; empty in files written before it was recorded)."""
 
     precision: str
     channels_last: bool
@@ -73,6 +79,7 @@ class TrainingSettings:
     torch: str
     decided_in: str = "run"
     detail: dict[str, Any] = field(default_factory=dict)
+    made_for: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         """The top-level ``metrics.json`` keys (``device``: the device the job ran on)."""
@@ -91,6 +98,7 @@ class TrainingSettings:
                 **{k: data[k] for k in ("precision", "channels_last", "chosen_by", "device", "torch")},
                 decided_in=str(data.get("decided_in", "run")),
                 detail=dict(data.get("detail") or {}),
+                made_for=dict(data.get("made_for") or {}),
             )
         except (KeyError, TypeError) as err:
             raise UserError(
@@ -121,6 +129,27 @@ def job_device(cfg: Mapping[str, Any]) -> torch.device:
     return select_device("cuda" if accelerator in ("gpu", "cuda") else accelerator)
 
 
+def decision_inputs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a decision is made for: ``model`` (:func:`deblur.checkpoints.describe_model`), ``crop_size``,
+    ``batch_size`` (``data.*``) and ``device`` (its name)."""
+    from deblur.checkpoints import describe_model
+
+    data = cfg["data"]
+    return {
+        "model": describe_model(_plain(cfg["model"])),
+        "crop_size": data.get("crop_size"),
+        "batch_size": data.get("batch_size"),
+        "device": device_name(job_device(cfg)),
+    }
+
+
+def mismatch(made_for: Mapping[str, Any], own: Mapping[str, Any]) -> list[str]:
+    """``key: decided for A, this job B`` for each input of :func:`decision_inputs` (the device aside: its
+    own warning) that differs; empty when ``made_for`` is not recorded."""
+    keys = [k for k in ("model", "crop_size", "batch_size") if made_for and made_for.get(k) != own.get(k)]
+    return [f"{k}: decided for {made_for.get(k)}, this job {own.get(k)}" for k in keys]
+
+
 def with_given(settings: TrainingSettings, given: Mapping[str, Any]) -> TrainingSettings:
     """``settings`` with the user's values on top (``chosen_by`` becomes ``given`` when both are given)."""
     if not given:
@@ -145,6 +174,7 @@ def probe_settings(cfg: Mapping[str, Any], given: Mapping[str, Any]) -> Training
             label,
             torch.__version__,
             detail={"given": sorted(given)},
+            made_for=decision_inputs(cfg),
         )
     data = cfg["data"]
     chosen = training_probe.choose_training_speed(
@@ -156,8 +186,9 @@ def probe_settings(cfg: Mapping[str, Any], given: Mapping[str, Any]) -> Training
     chosen_by = _SOURCE_CHOSEN_BY.get(chosen.source, "probe" if chosen.times_ms else "rule")
     detail = {"source": chosen.source, "times_ms": chosen.times_ms, "given": sorted(given)}
     return TrainingSettings(
-        str(chosen.precision), bool(chosen.channels_last), chosen_by, label, torch.__version__, detail=detail
-    )
+        str(chosen.precision), bool(chosen.channels_last), chosen_by, label, torch.__version__, detail=detail,
+        made_for=decision_inputs(cfg),
+    )  # fmt: skip
 
 
 def _plain(node: Any) -> Any:
@@ -188,16 +219,40 @@ def write_settings(path: Path, settings: TrainingSettings) -> None:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """An exclusive ``fcntl`` lock on ``folder/.training_settings.lock`` (jobs of one sweep, in parallel)."""
+    """An exclusive ``fcntl`` lock on ``folder/.training_settings.lock`` (jobs of one sweep, in parallel)
+    that leaves no file behind: the holder removes the lock file before it unlocks.
+
+    A job that was waiting on the removed file then holds a lock nobody else can see; it finds the path
+    gone (or naming another file) once it has the lock, and starts over on the file now at the path. So
+    only the holder of the lock on the file at the path runs the block, and a sweep folder keeps no lock
+    file (one is left only by a job killed inside the block; the next job uses and removes it)."""
     import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    path = folder / LOCK_FILE
+    while True:
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if not _same_file(handle, path):
+                    continue  # the file was removed by the job before us: lock the one now at the path
+                try:
+                    yield
+                finally:
+                    path.unlink(missing_ok=True)
+                return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _same_file(handle: Any, path: Path) -> bool:
+    """Whether the open ``handle`` is the file at ``path`` now."""
+    try:
+        linked = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (linked.st_dev, linked.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def shared_decision(folder: Path, decide: Callable[[], TrainingSettings]) -> tuple[TrainingSettings, bool]:
@@ -310,6 +365,16 @@ def decide_training_settings(
             "training settings of the study (%s, %s): %s", sweep / SETTINGS_FILE, where, _describe(study)
         )
         settings = with_given(replace(study, decided_in="study"), pinned)
+        differs = mismatch(study.made_for, decision_inputs(cfg))
+        if differs:
+            log.warning(
+                "the study's training settings in %s were decided for another job (%s); this job trains "
+                "with them too, so the study's jobs stay comparable. To decide for this job instead, use a "
+                "new study= name, or delete that file so that the next job decides again",
+                sweep / SETTINGS_FILE,
+                "; ".join(differs),
+            )
+            settings = replace(settings, detail={**settings.detail, "differs_from_decision": differs})
     else:
         settings = with_given(probe_settings(cfg, {**kept, **given}), given)
     if settings.device != label:

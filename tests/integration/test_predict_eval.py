@@ -276,3 +276,24 @@ def test_predict_records_device_and_torch(ckpt, tmp_path):
     result = _predict(ckpt, image, tmp_path / "out", "precision=fp32")
     assert "(cpu" in result["device_name"] and result["torch"] == torch.__version__
     assert result["inference"]["precision"] == "fp32"
+
+
+def test_predict_writes_its_settings_beside_the_outputs(ckpt, tmp_path):
+    # predict.json: what made the results (checkpoint, network, device, speed options, tiles, TLC, x8),
+    # and which results this run wrote or only kept
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), np.ascontiguousarray(skimage.data.astronaut()[100:132, 150:182, ::-1]))
+    out = tmp_path / "out"
+    opts = ["precision=fp32", "channels_last=true", "tile=16", "tile_overlap=4", "self_ensemble=true"]
+    result = _predict(ckpt, image, out, *opts)
+    record = json.loads((out / "predict.json").read_text())
+    assert result["settings_file"] == str(out / "predict.json")
+    assert record["checkpoint"] == str(ckpt.resolve()) and record["model"] == result["model"]
+    assert record["device"] == "cpu" and record["torch"] == torch.__version__ and record["device_name"]
+    assert record["inference"]["precision"] == "fp32" and record["inference"]["channels_last"] is True
+    assert (record["tile"], record["tile_overlap"], record["self_ensemble"]) == (16, 4, True)
+    assert record["tlc"] == {"enabled": False, "base_size": 384, "train_size": 256}
+    assert (record["written"], record["kept"], record["failed"]) == (["photo.png"], [], [])
+    again = _predict(ckpt, image, out, "precision=fp32")  # the result exists: kept, not remade
+    assert again["written"] == [] and json.loads((out / "predict.json").read_text())["kept"] == ["photo.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["photo.png", "predict.json"]  # no temporary left

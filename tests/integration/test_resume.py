@@ -3,8 +3,10 @@ checkpoint of another network refused. (resume=true over a multirun: tests/integ
 
 import csv
 
+import lightning as L
 import pytest
 import torch
+from omegaconf import open_dict
 
 from deblur.errors import UserError
 from deblur.lit.restoration import RestorationModule
@@ -117,3 +119,55 @@ def test_atomic_checkpoint_io_leaves_no_partial_file(tmp_path):
         io.save_checkpoint({"bad": Unpicklable()}, target)
     assert torch.load(target, weights_only=True)["state_dict"]["w"].sum() == 2  # the old file survives
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind
+
+
+BY_STEPS = ["trainer.check_val_every_n_epoch=null", "trainer.val_check_interval=200"]
+
+
+@pytest.mark.parametrize("by", [BY_STEPS, ["trainer.check_val_every_n_epoch=2"]], ids=["by_steps", "every_2"])
+def test_a_run_stopped_by_max_epochs_resumes_into_more_epochs_bitwise(compose_train, tmp_path, by):
+    # validation by steps (never at an epoch end on its own: the final one is ValidateAtEnd's), or every 2nd
+    # epoch (the first run's only epoch would not validate on its own): last.ckpt of the 1-epoch run must
+    # resume into epoch 2 without replaying a batch, i.e. equal a 2-epoch run bitwise
+    steps = [*N_STEPS, *by]
+    full = train(compose_train(*steps, "trainer.max_epochs=2", f"paths.output_dir={tmp_path}/a"))
+    half = train(compose_train(*steps, "trainer.max_epochs=1", f"paths.output_dir={tmp_path}/b"))
+    assert half["global_step"] == 3 and half["planned_steps"] == 3
+    # fit's own last validation was at step 3 even where check_val_every_n_epoch=2 skips epoch 1
+    rows = [r for r in csv.DictReader((tmp_path / "b/csv/metrics.csv").open()) if r.get("val/psnr")]
+    assert [int(r["step"]) for r in rows] == [2] and (tmp_path / "b/checkpoints/last.ckpt").exists()
+    again = ["trainer.max_epochs=2", "ckpt_path=last", f"paths.output_dir={tmp_path}/b"]
+    resumed = train(compose_train(*steps, *again))
+    assert resumed["global_step"] == full["global_step"] == resumed["planned_steps"] == 6
+    assert resumed["val/psnr"] == full["val/psnr"]
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 6
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+class StopAt(L.Callback):
+    """Stops training after optimizer step ``step``, as ``trainer.max_time`` does (``should_stop``)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
+
+
+def test_a_run_stopped_inside_an_epoch_resumes_the_rest_of_that_epoch(compose_train, tmp_path):
+    # 3 steps per epoch; stopped at step 4 (inside epoch 2) like a max_time stop: last.ckpt must not say
+    # the epoch is over (the resume would skip its last 2 batches), it trains steps 5..9 = a 9-step run
+    steps = [*N_STEPS, *BY_STEPS, "trainer.max_epochs=3"]
+    full = train(compose_train(*steps, f"paths.output_dir={tmp_path}/a"))
+    cfg = compose_train(*steps, f"paths.output_dir={tmp_path}/b")
+    with open_dict(cfg):
+        cfg.callbacks["stop"] = {"_target_": f"{__name__}.StopAt", "step": 4}
+    assert train(cfg)["global_step"] == 4
+    resumed = train(compose_train(*steps, "ckpt_path=last", f"paths.output_dir={tmp_path}/b"))
+    assert resumed["global_step"] == full["global_step"] == 9
+    a = torch.load(tmp_path / "a/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b/checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

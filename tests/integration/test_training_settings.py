@@ -19,6 +19,7 @@ from deblur.speed.options import TrainingOptions
 from deblur.speed.training_probe import TrainingSpeed
 from deblur.training import train
 from deblur.training_settings import (
+    LOCK_FILE,
     SETTINGS_FILE,
     TrainingSettings,
     decide_training_settings,
@@ -127,6 +128,30 @@ def test_parallel_jobs_of_a_sweep_decide_once(tmp_path):
         assert job.exitcode == 0
     assert counter.read_text().splitlines() == ["probe"]
     assert read_settings(tmp_path / SETTINGS_FILE).channels_last is False
+    assert not (tmp_path / LOCK_FILE).exists()  # the sweep folder keeps no lock file
+
+
+def _enter_the_lock_repeatedly(folder: str) -> None:
+    from deblur.training_settings import _locked
+
+    inside = Path(folder) / "inside"
+    for _ in range(20):
+        with _locked(Path(folder)):
+            inside.touch(exist_ok=False)  # FileExistsError: another process is inside at the same time
+            time.sleep(0.002)
+            inside.unlink()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fcntl")
+def test_the_self_removing_lock_still_admits_one_job_at_a_time(tmp_path):
+    context = multiprocessing.get_context("fork")
+    jobs = [context.Process(target=_enter_the_lock_repeatedly, args=(str(tmp_path),)) for _ in range(4)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+        assert job.exitcode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_a_broken_settings_file_is_one_message_naming_it(tmp_path):
@@ -194,3 +219,33 @@ def test_a_two_job_multirun_probes_once_and_trains_both_jobs_alike(tmp_path, mon
     train_cli.main()
     again = json.loads((sweep / "job1" / "metrics.json").read_text())
     assert len(probe.calls) == 1 and (again["channels_last"], again["settings_chosen_by"]) == (False, "probe")
+
+
+def test_a_study_decision_records_what_it_was_made_for_and_a_job_that_differs_says_so(
+    compose_train, tmp_path, monkeypatch, caplog
+):
+    # the study's stored decision names the network, crop and batch it was made for; a later job of the
+    # same study with another crop and network trains with it (one precision per study) and warns
+    import logging
+
+    from deblur import training_settings as ts
+
+    sweep = tmp_path / "study"
+    monkeypatch.setattr(ts, "sweep_folder", lambda: sweep)
+    probe = FakeProbe()
+    monkeypatch.setattr(training_probe, "choose_training_speed", probe)
+    first = decide_training_settings(compose_train(*TINY_TRAIN), tmp_path / "job0")
+    made_for = read_settings(sweep / SETTINGS_FILE).made_for
+    assert made_for["crop_size"] == 32 and made_for["batch_size"] == 2 and "width=8" in made_for["model"]
+    assert "(cpu" in made_for["device"] and first.made_for == made_for
+    with caplog.at_level(logging.INFO, logger="deblur.training_settings"):
+        same = decide_training_settings(compose_train(*TINY_TRAIN), tmp_path / "job1")
+    assert "decided for another job" not in caplog.text and "differs_from_decision" not in same.detail
+    other = [*TINY_TRAIN, "data.crop_size=64", "model.width=16"]
+    with caplog.at_level(logging.WARNING, logger="deblur.training_settings"):
+        again = decide_training_settings(compose_train(*other), tmp_path / "job2")
+    assert len(probe.calls) == 1 and (again.precision, again.channels_last) == (first.precision, False)
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert str(sweep / SETTINGS_FILE) in warning and "crop_size: decided for 32, this job 64" in warning
+    assert "width=8" in warning and "width=16" in warning and "new study= name" in warning
+    assert read_settings(tmp_path / "job2" / SETTINGS_FILE).detail["differs_from_decision"]

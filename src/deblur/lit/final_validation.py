@@ -7,7 +7,8 @@ images, ``val_psnr.png`` and ``before_after.png`` (all written from a validation
 stale. :class:`ValidateAtEnd` sets ``trainer.should_stop`` at the last training step; Lightning then runs
 the validation loop before it stops, as it does for early stopping, and the checkpoint callbacks and
 figures see the final state. (A run stopped by ``trainer.max_time`` is validated the same way:
-Lightning's ``Timer`` stops through ``should_stop``.)
+Lightning's ``Timer`` stops through ``should_stop``.) Lightning validates only in the epochs of
+``trainer.check_val_every_n_epoch``; the epoch that ends the run validates whatever that value is.
 """
 
 from __future__ import annotations
@@ -29,8 +30,22 @@ def is_last_step(trainer: L.Trainer) -> bool:
 
 class ValidateAtEnd(L.Callback):
     """Sets ``trainer.should_stop`` after the last training step, so Lightning validates before ``fit``
-    ends (at most one validation per step: a step that validates anyway is validated once)."""
+    ends (at most one validation per step: a step that validates anyway is validated once). In an epoch
+    that ``trainer.check_val_every_n_epoch`` leaves without validation, that value is set to 1 until the
+    epoch ends (Lightning checks it before validating, even when stopping)."""
+
+    def __init__(self) -> None:
+        self._every_n_epochs: int | None = None  # the configured value while it is overridden
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if not trainer.sanity_checking and is_last_step(trainer):
-            trainer.should_stop = True
+        if trainer.sanity_checking or not is_last_step(trainer):
+            return
+        trainer.should_stop = True
+        every = trainer.check_val_every_n_epoch
+        if every is not None and (trainer.current_epoch + 1) % every != 0:
+            self._every_n_epochs = every
+            trainer.check_val_every_n_epoch = 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._every_n_epochs is not None:
+            trainer.check_val_every_n_epoch, self._every_n_epochs = self._every_n_epochs, None

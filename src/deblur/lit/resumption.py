@@ -191,6 +191,14 @@ class FiniteCheckpoint(ModelCheckpoint):
       that produced it have diverged. A save on an exception that fails for a full disk
       (:class:`~deblur.utils.files.NoSpaceLeft`) is a warning: the exception handled is the one reported.
 
+    * A save made by a validation after the last batch of an epoch that ends the run (``trainer.max_epochs``
+      reached, or ``trainer.should_stop``: :class:`~deblur.lit.final_validation.ValidateAtEnd`, early
+      stopping) is made again at that epoch's end. The first file records a loop still inside the epoch;
+      Lightning recognises that state on a resume only when its own schedule validates at that batch, and
+      otherwise trains the last batch a second time (a 1-epoch run of 8 steps resumed with
+      ``trainer.max_epochs=2`` ended at step 17). The second file records the closed epoch, which resumes
+      exactly.
+
     :attr:`skipped_steps` lists the steps whose save was skipped.
     """
 
@@ -198,6 +206,7 @@ class FiniteCheckpoint(ModelCheckpoint):
         super().__init__(*args, **kwargs)
         self.skipped_steps: list[int] = []
         self._skipped_last = False
+        self._validation_save: tuple[int, str] | None = None  # (step, file) of a save made by a validation
 
     @property
     def state_key(self) -> str:
@@ -214,6 +223,19 @@ class FiniteCheckpoint(ModelCheckpoint):
                 log.warning("not writing %s at step %d: %s%s", filepath, trainer.global_step, problem, kept)
             return
         super()._save_checkpoint(trainer, filepath)
+        self._validation_save = (trainer.global_step, filepath) if trainer.validating else None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        saved = self._validation_save
+        if saved is None or saved[0] != trainer.global_step or trainer.sanity_checking:
+            return
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # stopped inside the epoch (max_time, a callback): the file must say so to resume there
+        max_epochs = trainer.max_epochs
+        last_epoch = max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs
+        if last_epoch or trainer.should_stop:
+            self._save_checkpoint(trainer, saved[1])  # the same weights, the epoch now closed
 
     def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         if self._skipped_last:  # the replacement was not written: keep the file it would replace
