@@ -8,8 +8,6 @@ built. A new built-in network adds one line here.
 
 from __future__ import annotations
 
-from typing import Any
-
 import deblur.analysis.settings  # noqa: F401  (declares analysis/analysis_schema)
 import deblur.losses.configs  # noqa: F401
 import deblur.models.fddn.config  # noqa: F401
@@ -17,15 +15,7 @@ import deblur.models.msfs.config  # noqa: F401
 import deblur.models.nafnet.config  # noqa: F401
 from deblur.config.registry import register_config_check, register_group_check
 
-
-def progressive_problems(cfg: Any) -> list[str]:
-    """``data.progressive``'s problem lines (:func:`deblur.data.progressive.schedule_problems`)."""
-    from deblur.data.progressive import schedule_problems
-
-    return schedule_problems((cfg.get("data") or {}).get("progressive"))
-
-
 # checks of deblur-train's config that need code above config/ (imported when a config is checked):
 register_group_check("augment", "deblur.data.augment:make_pipeline")  # builds the pipeline
 register_config_check("deblur.lit.ema:ema_problems")  # ema.decay, also against the strategy (FSDP)
-register_config_check("deblur.components:progressive_problems")
+register_config_check("deblur.data.progressive:config_problems")  # data.progressive's stages

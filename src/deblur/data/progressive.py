@@ -99,6 +99,12 @@ def schedule_problems(value: Any, prefix: str = "data.progressive") -> list[str]
     return lines
 
 
+def config_problems(cfg: Any) -> list[str]:
+    """The problem lines of a composed ``deblur-train`` config's ``data.progressive``
+    (:func:`schedule_problems`); declared as a config check in :mod:`deblur.components`."""
+    return schedule_problems((cfg.get("data") or {}).get("progressive"))
+
+
 def parse_schedule(value: Any) -> list[Stage] | None:
     """The stages of ``data.progressive`` (None when null). Raises ``UserError`` listing its problems."""
     if value is None:
