@@ -31,7 +31,9 @@ register_configs()
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
-    """The ``deblur-train`` config with ``overrides`` (inside or outside a running Hydra app)."""
+    """The ``deblur-train`` config with ``overrides`` (inside or outside a running Hydra app). Inside
+    ``deblur-bench`` it composes with the app's config search path, so a ``--config-dir`` folder's
+    ``model/<name>.yaml`` is found as ``deblur-train --config-dir`` finds it."""
     if GlobalHydra.instance().is_initialized():
         return compose("train", overrides=overrides)
     with initialize_config_dir(str(CONF_DIR), version_base=None):
@@ -51,14 +53,18 @@ def _machine(device: torch.device) -> dict[str, Any]:
     }
 
 
+def counted_presets(cfg: DictConfig) -> list[str]:
+    """``presets`` followed by the ``timed`` names it lacks (e.g. the user's own ``timed=[mynet]`` of a
+    ``--config-dir`` folder): every timed network is counted too."""
+    return [*cfg.presets, *(p for p in cfg.timed if p not in cfg.presets)]
+
+
 def _check_presets(cfg: DictConfig) -> None:
-    unknown = [p for p in cfg.timed if p not in cfg.presets]
-    if unknown:
-        raise ValueError(f"timed={unknown} are not in presets={list(cfg.presets)}; add them there")
+    counted = counted_presets(cfg)
     for key in ("loader", "tiling"):
         section = cfg[key]
-        if section.enabled and section.preset not in cfg.presets:
-            raise ValueError(f"{key}.preset={section.preset!r} is not in presets={list(cfg.presets)}")
+        if section.enabled and section.preset not in counted:
+            raise ValueError(f"{key}.preset={section.preset!r} is not in presets={counted}")
 
 
 def _guarded(result: dict[str, Any], key: str, fn: Any, *args: Any) -> None:
@@ -97,10 +103,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     configs: dict[str, tuple[dict, dict]] = {}
     extra = list(cfg.model_overrides)
     result["models"] = {}
-    for preset in cfg.presets:
+    for preset in counted_presets(cfg):
         model_cfg, loss_cfg = networks.preset_configs(preset, lambda o: compose_train([*o, *extra]))
         configs[preset] = (model_cfg, loss_cfg)
-        entry: dict[str, Any] = {"model": model_cfg, **networks.count(model_cfg, needed)}
+        entry: dict[str, Any] = {"model": model_cfg, "loss": loss_cfg, **networks.count(model_cfg, needed)}
         if preset in networks.PAPER_FIGURES and not cfg.model_overrides:
             entry["paper"] = networks.PAPER_FIGURES[preset]
         result["models"][preset] = entry

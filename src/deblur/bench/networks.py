@@ -5,7 +5,9 @@ A *preset* is a model config option (``msfs``, ``msfs_small``, ``fddn``, ``fddn_
 ablation=msfs/no_fsm`` (``+`` because ``.`` and ``/`` would break the
 ``models.<preset>.forward.fraction_of_peak`` key paths of ``bench.json``). Presets are composed from
 ``conf/train.yaml`` exactly as ``deblur-train`` would compose them, each with the loss its model config
-selects (NAFNet's train step: its PSNR loss).
+selects (NAFNet's train step: its PSNR loss). A model config of the user's own ``--config-dir`` folder
+(a ``_target_`` network, docs/own_network.md) is a preset too, its train step with ``loss=l1`` unless its
+YAML names a loss.
 
 Networks are randomly initialised (seeded): speed does not depend on the weights. Multiply-accumulates
 (MACs) come from ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (no computation;
@@ -22,13 +24,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from deblur.bench.memory import PeakMemory
+from deblur.config.checks import check_train_config
+from deblur.config.overrides import describe_error
+from deblur.errors import UserError
+from deblur.losses.build import with_default_loss
 from deblur.metrics.agreement import output_psnr
 from deblur.models.build import build_model
+from deblur.models.custom import is_target_config
 from deblur.speed.inference_probe import resolve_speed
 from deblur.speed.options import InferenceOptions, bf16_available, describe_options
 from deblur.speed.rule import paired
@@ -79,8 +87,33 @@ def preset_overrides(preset: str) -> list[str]:
 
 
 def preset_configs(preset: str, compose: Callable[[list[str]], Any]) -> tuple[dict, dict]:
-    """``(model config, loss config)`` of ``preset``; ``compose(overrides)`` returns the train config."""
-    cfg = compose(preset_overrides(preset))
+    """``(model config, loss config)`` of ``preset``; ``compose(overrides)`` returns the train config.
+
+    A preset may also be a model config of the user's own config folder (``deblur-bench --config-dir
+    my_conf timed=[mynet]``, ``my_conf/model/mynet.yaml`` with a ``_target_``; docs/own_network.md): its
+    keys are checked against the network's constructor, and a network whose YAML names no loss gets the
+    loss ``deblur-train`` gives it (:func:`deblur.losses.build.with_default_loss`: ``l1``).
+
+    Raises:
+        UserError: no ``model/<name>.yaml`` in the suite's ``conf/`` or a ``--config-dir`` folder, or a
+            ``_target_`` network that does not import or does not take its config's keys.
+    """
+    try:
+        cfg = compose(preset_overrides(preset))
+    except MissingConfigException as err:
+        model = preset.partition("+")[0]
+        raise UserError(
+            f"bench preset {preset!r} (in timed / presets): no model config model/{model}.yaml in the "
+            f"suite's conf/ or in a --config-dir folder; {describe_error(err)}"
+        ) from None
+    if with_default_loss(cfg):
+        log.info("bench preset %r: model._target_=%s names no loss: its train step uses loss=l1",
+                 preset, cfg.model["_target_"])  # fmt: skip
+    if is_target_config(cfg.model):
+        try:
+            check_train_config(OmegaConf.create({"model": cfg.model, "loss": cfg.loss}))
+        except UserError as err:
+            raise UserError(f"bench preset {preset!r}: {err}") from None
     model = OmegaConf.to_container(cfg.model, resolve=True)
     loss = OmegaConf.to_container(cfg.loss, resolve=True)
     if "pretrained" in loss:
