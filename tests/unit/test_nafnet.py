@@ -91,6 +91,29 @@ def test_layer_norm_is_over_the_channels_of_each_pixel():
     torch.testing.assert_close(norm(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_layer_norm_of_a_channels_last_input_equals_the_nchw_form_with_its_gradients():
+    """channels_last takes the fused path; outputs and gradients equal the explicit NCHW form."""
+    torch.manual_seed(0)
+    norm = LayerNorm2d(6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64) * 3 + 1
+    norm = norm.double()
+    outputs, grads = [], []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xi = x.clone().to(memory_format=layout).requires_grad_(True)
+        norm.zero_grad()
+        y = norm(xi)
+        (y * torch.arange(y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        outputs.append(y)
+        grads.append((xi.grad, norm.weight.grad.clone(), norm.bias.grad.clone()))
+    assert outputs[1].is_contiguous(memory_format=torch.channels_last)  # the fused path kept the layout
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=1e-12)
+    for fused, explicit in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(fused, explicit, rtol=0, atol=1e-10)
+
+
 def test_simple_gate_multiplies_the_two_channel_halves():
     x = torch.randn(2, 6, 3, 3)
     assert torch.equal(SimpleGate()(x), x[:, :3] * x[:, 3:])
