@@ -35,6 +35,7 @@ PROTOCOL_TEXT = {
     "validation split)",
     "gopro": "8-bit PSNR peak 255 + MATLAB 3-D SSIM",
     "realblur": "ECC-aligned, masked PSNR / SSIM",
+    "basicsr": "BasicSR's calculate_psnr / calculate_ssim",
 }
 
 
