@@ -244,6 +244,25 @@ def _precision_note(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _weights_record(ckpt_path: str | os.PathLike) -> dict[str, Any]:
+    """:func:`deblur.lit.ema.weights_record` of the checkpoint file (read again, weights only)."""
+    from deblur.checkpoints import read_checkpoint
+    from deblur.lit.ema import weights_record
+
+    return weights_record(read_checkpoint(ckpt_path))
+
+
+def _ema_note(results: Mapping[str, Any]) -> list[str]:
+    if not results.get("ema_weights"):
+        return []
+    decay = results.get("ema_decay")
+    return [
+        f"**EMA weights** (trained with `ema.decay={decay if decay is not None else '?'}`): the checkpoint's "
+        "weights are the exponential moving average of the training weights, as its validation scored them.",
+        "",
+    ]
+
+
 def _self_ensemble_note(results: Mapping[str, Any]) -> list[str]:
     if not results.get("self_ensemble"):
         return []
@@ -281,6 +300,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         f"Device: {results.get('device_name', results.get('device'))}; torch {results.get('torch', '?')}.",
         "",
         *_precision_note(results),
+        *_ema_note(results),
         *_self_ensemble_note(results),
         "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |" + (lpips * " LPIPS |"),
         "|---|---|---|---|---|---|" + (lpips * "---|"),
@@ -426,6 +446,7 @@ def evaluate(
     output_dir = Path(output_dir)
 
     net, model_cfg = load_model(ckpt_path, model)
+    weights = _weights_record(ckpt_path)
     net, options, device = prepare_network(net, settings, example=_first_image(datasets[0], roots,
                                                                               dataset_options, settings))
     log.info("inference options: %s", options.as_dict())
@@ -460,6 +481,7 @@ def evaluate(
     results = {
         "ckpt_path": str(ckpt_path),
         "model": model_cfg,
+        **weights,  # ema_weights / ema_decay: the checkpoint's weights are the EMA of training's (ema.decay)
         "device": str(device),
         **runtime_record(device),
         "tile": settings.tile,

@@ -116,6 +116,15 @@ def checkpoint_ema_decay(checkpoint: Mapping[str, Any]) -> float | None:
     return math.nan
 
 
+def weights_record(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"ema_weights": bool, "ema_decay": float | None}`` for a results file: whether the checkpoint's
+    ``state_dict`` (what predict / eval read) holds EMA-averaged weights, and their decay (None when not
+    averaged or not recorded)."""
+    decay = checkpoint_ema_decay(checkpoint)
+    known = decay is not None and not math.isnan(decay)
+    return {"ema_weights": decay is not None, "ema_decay": decay if known else None}
+
+
 def check_ema_resume(ckpt_path: str | os.PathLike, cfg: Any) -> None:
     """Refuse resuming an EMA checkpoint with ``ema.decay: null``: Lightning would load its averaged
     ``state_dict`` as the raw weights and drop the average. A different decay is said in the log.
