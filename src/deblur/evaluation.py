@@ -54,6 +54,7 @@ from deblur.metrics.scoring import (
     METRIC_COLUMNS,
     add_lpips,
     check_protocol,
+    lpips_scope,
     lpips_scorer,
     protocol_settings,
     protocol_text,
@@ -320,6 +321,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         *_blurry_input_note(results),
         *_basicsr_note(results),
         *([f"LPIPS: torchmetrics, net {results.get('lpips_net')} (lower = closer)."] if lpips else []),
+        *(f"LPIPS on {TITLES.get(name, name)}{lpips_scope(s)}." for name, s in results["datasets"].items()
+          if lpips and lpips_scope(s)),  # fmt: skip
     ]
     return "\n".join(lines) + "\n"
 
