@@ -182,6 +182,11 @@ def test_jobs_table_and_study_table_name_precision_and_device(tmp_path):
     assert "Trained with precision 32-true, channels_last on Some CPU (cpu, 2 threads)" in one
     both = ablation_table(summarize(runs, msfs_components, msfs_variant), {}, "t")
     assert "Training settings differ between jobs" in both and "bf16-mixed" in both
+    recipe = {"ema_decay": 0.999, "progressive": {"stages": [{"crop_size": 128}, {"crop_size": 160}]}}
+    ema = ablation_table(summarize([{**runs[0], **recipe}, runs[0]], msfs_components, msfs_variant), {}, "t")
+    said = "EMA of the weights (ema.decay=0.999), progressive patches (data.progressive, crop 128->160)"
+    assert said in ema
+    assert "Training settings differ between jobs" in ema  # an EMA job beside a plain one is said
 
 
 @pytest.mark.slow

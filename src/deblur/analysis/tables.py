@@ -158,7 +158,19 @@ def training_settings_text(run: dict[str, Any]) -> str:
     if run.get("precision") is None:
         return "unrecorded"
     layout = {True: "channels_last", False: "NCHW"}.get(run.get("channels_last"), "layout ?")
-    return f"precision {run['precision']}, {layout} on {run.get('device', '?')}"
+    text = f"precision {run['precision']}, {layout} on {run.get('device', '?')}"
+    return text + _recipe_text(run)
+
+
+def _recipe_text(run: dict[str, Any]) -> str:
+    """``, EMA of the weights (ema.decay=D)`` / ``, progressive patches (crop C1->C2)`` when a job's
+    metrics.json records them: its validation numbers came from that recipe."""
+    text = f", EMA of the weights (ema.decay={run['ema_decay']})" if run.get("ema_decay") is not None else ""
+    stages = (run.get("progressive") or {}).get("stages")
+    if stages:
+        crops = "->".join(str(s.get("crop_size")) for s in stages)
+        text += f", progressive patches (data.progressive, crop {crops})"
+    return text
 
 
 def training_settings_note(rows: list[dict[str, Any]]) -> str:
