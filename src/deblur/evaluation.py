@@ -48,6 +48,7 @@ from deblur.config.inference_settings import InferenceSettings
 from deblur.data.on_disk import list_pairs, read_rgb, read_uint8
 from deblur.inference import prepare_network, restore
 from deblur.io import write_image
+from deblur.lit.ema_record import file_weights_record
 from deblur.metrics.lpips_score import check_lpips_config
 from deblur.metrics.not_predictions import BASELINE_KEY, BASELINE_LABEL
 from deblur.metrics.scoring import (
@@ -243,14 +244,6 @@ def _precision_note(results: Mapping[str, Any]) -> list[str]:
         "fp32 ones (docs/predict.md, speed options).",
         "",
     ]
-
-
-def _weights_record(ckpt_path: str | os.PathLike) -> dict[str, Any]:
-    """:func:`deblur.lit.ema.weights_record` of the checkpoint file (read again, weights only)."""
-    from deblur.checkpoints import read_checkpoint
-    from deblur.lit.ema import weights_record
-
-    return weights_record(read_checkpoint(ckpt_path))
 
 
 def _ema_note(results: Mapping[str, Any]) -> list[str]:
@@ -449,7 +442,7 @@ def evaluate(
     output_dir = Path(output_dir)
 
     net, model_cfg = load_model(ckpt_path, model)
-    weights = _weights_record(ckpt_path)
+    weights = file_weights_record(ckpt_path)  # ema_weights, ema_decay
     net, options, device = prepare_network(net, settings, example=_first_image(datasets[0], roots,
                                                                               dataset_options, settings))
     log.info("inference options: %s", options.as_dict())

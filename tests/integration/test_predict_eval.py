@@ -314,3 +314,9 @@ def test_eval_says_when_the_checkpoint_holds_ema_weights(ckpt, tmp_path):
     assert out["ema_weights"] is True and out["ema_decay"] == 0.99
     assert json.loads((tmp_path / "e" / "results.json").read_text())["ema_decay"] == 0.99
     assert "**EMA weights** (trained with `ema.decay=0.99`)" in (tmp_path / "e" / "results.md").read_text()
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), np.ascontiguousarray(skimage.data.astronaut()[100:132, 150:182, ::-1]))
+    for path, averaged, decay in ((ckpt, False, None), (tmp_path / "ema.ckpt", True, 0.99)):
+        _predict(path, image, tmp_path / f"out_{averaged}")
+        record = json.loads((tmp_path / f"out_{averaged}" / "predict.json").read_text())
+        assert (record["ema_weights"], record["ema_decay"]) == (averaged, decay)
