@@ -17,6 +17,7 @@ from typing import Any
 
 from deblur.analysis.tables import MSFS_TABLE3
 from deblur.evaluation import TITLES
+from deblur.metrics.scoring import protocol_text
 from deblur.utils.files import atomic_write_text
 
 DATASETS = ("gopro", "hide", "realblur_j", "realblur_r")
@@ -30,6 +31,7 @@ def row(results: dict[str, Any]) -> list[str]:
     """One table row of a ``results.json``: the file, TLC, then PSNR / SSIM per dataset (with protocol)."""
     tlc = results.get("tlc") or {}
     label = Path(str(results.get("ckpt_path"))).name
+    label += " + self-ensemble x8" if results.get("self_ensemble") else ""  # an x8 number, not one run's
     cells = [label, f"on ({tlc.get('base_size')})" if tlc.get("enabled") else "off"]
     for name in DATASETS:
         summary = results.get("datasets", {}).get(name)
@@ -37,6 +39,8 @@ def row(results: dict[str, Any]) -> list[str]:
             cells += ["", ""]
             continue
         mark = " (aligned)" if summary.get("protocol") == "realblur" else ""
+        if summary.get("protocol") == "basicsr":  # not the papers' protocol: say which numbers these are
+            mark = f" ({protocol_text(summary)})"
         cells += [_cell(summary.get("psnr"), 2) + mark, _cell(summary.get("ssim"), 4)]
     return cells
 
@@ -60,7 +64,8 @@ def table(runs: list[dict[str, Any]]) -> str:
         "GoPro / HIDE: 8-bit outputs rounded to nearest, PSNR peak 255, MATLAB 3-D SSIM. RealBlur: "
         "'(aligned)' = gain + ECC homography alignment and masked metrics (the RealBlur benchmark's "
         "protocol); without the mark, unaligned (the authors' MATLAB script). The paper does not say whether "
-        "TLC was used ('?')."
+        "TLC was used ('?'). A cell marked 'basicsr (...)' is BasicSR's calculate_psnr / calculate_ssim with "
+        "those settings (protocol=basicsr), not the papers' protocol."
     )
     lines += ["", "Network precision and device: " + "; ".join(run_device(r) for r in runs) + "."]
     return "\n".join(lines) + "\n"

@@ -48,12 +48,14 @@ from deblur.config.inference_settings import InferenceSettings
 from deblur.data.on_disk import list_pairs, read_rgb, read_uint8
 from deblur.inference import prepare_network, restore
 from deblur.io import write_image
+from deblur.lit.ema_record import file_weights_record
 from deblur.metrics.lpips_score import check_lpips_config
 from deblur.metrics.not_predictions import BASELINE_KEY, BASELINE_LABEL
 from deblur.metrics.scoring import (
     METRIC_COLUMNS,
     add_lpips,
     check_protocol,
+    lpips_scope,
     lpips_scorer,
     protocol_settings,
     protocol_text,
@@ -244,6 +246,17 @@ def _precision_note(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _ema_note(results: Mapping[str, Any]) -> list[str]:
+    if not results.get("ema_weights"):
+        return []
+    decay = results.get("ema_decay")
+    return [
+        f"**EMA weights** (trained with `ema.decay={decay if decay is not None else '?'}`): the checkpoint's "
+        "weights are the exponential moving average of the training weights, as its validation scored them.",
+        "",
+    ]
+
+
 def _self_ensemble_note(results: Mapping[str, Any]) -> list[str]:
     if not results.get("self_ensemble"):
         return []
@@ -281,6 +294,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         f"Device: {results.get('device_name', results.get('device'))}; torch {results.get('torch', '?')}.",
         "",
         *_precision_note(results),
+        *_ema_note(results),
         *_self_ensemble_note(results),
         "| Dataset | Images | Protocol | PSNR (dB) | SSIM | SSIM (per-channel) |" + (lpips * " LPIPS |"),
         "|---|---|---|---|---|---|" + (lpips * "---|"),
@@ -300,6 +314,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         *_blurry_input_note(results),
         *_basicsr_note(results),
         *([f"LPIPS: torchmetrics, net {results.get('lpips_net')} (lower = closer)."] if lpips else []),
+        *(f"LPIPS on {TITLES.get(name, name)}{lpips_scope(s)}." for name, s in results["datasets"].items()
+          if lpips and lpips_scope(s)),  # fmt: skip
     ]
     return "\n".join(lines) + "\n"
 
@@ -426,6 +442,7 @@ def evaluate(
     output_dir = Path(output_dir)
 
     net, model_cfg = load_model(ckpt_path, model)
+    weights = file_weights_record(ckpt_path)  # ema_weights, ema_decay
     net, options, device = prepare_network(net, settings, example=_first_image(datasets[0], roots,
                                                                               dataset_options, settings))
     log.info("inference options: %s", options.as_dict())
@@ -460,6 +477,7 @@ def evaluate(
     results = {
         "ckpt_path": str(ckpt_path),
         "model": model_cfg,
+        **weights,  # ema_weights / ema_decay: the checkpoint's weights are the EMA of training's (ema.decay)
         "device": str(device),
         **runtime_record(device),
         "tile": settings.tile,

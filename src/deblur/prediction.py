@@ -164,8 +164,10 @@ def settings_record(
 ) -> dict[str, Any]:
     """What ``predict.json`` holds: ``checkpoint`` (absolute path), ``model``, ``device``, ``device_name``,
     ``torch``, ``inference`` (precision, channels_last, fold_batchnorm, compile), ``tile``, ``tile_overlap``,
-    ``tlc``, ``self_ensemble``, and ``written`` / ``kept`` / ``failed`` (results relative to the output
-    folder; failed inputs as given): a result kept from an earlier run was not made with these settings."""
+    ``tlc``, ``self_ensemble``, ``ema_weights`` / ``ema_decay`` (whether the checkpoint holds the EMA of the
+    training weights, :func:`deblur.lit.ema_record.weights_record`), and ``written`` / ``kept`` / ``failed``
+    (results relative to the output folder; failed inputs as given): a result kept from an earlier run was
+    not made with these settings."""
     out_dir = Path(payload["output"])
 
     def relative(paths: list[str]) -> list[str]:
@@ -175,6 +177,7 @@ def settings_record(
     return {
         "checkpoint": checkpoint if "://" in checkpoint else str(Path(checkpoint).expanduser().resolve()),
         **{k: payload[k] for k in ("model", "device", "device_name", "torch", "inference", "self_ensemble")},
+        **{k: payload.get(k) for k in ("ema_weights", "ema_decay")},  # the checkpoint's weights are an EMA
         "tile": settings.tile,
         "tile_overlap": settings.tile_overlap if settings.tile else None,
         "tlc": dataclasses.asdict(settings.tlc),
@@ -237,6 +240,7 @@ def predict_images(
     from deblur.checkpoints import load_model
     from deblur.config.inference_settings import InferenceSettings
     from deblur.inference import NonFiniteOutput, prepare_network, restore
+    from deblur.lit.ema_record import file_weights_record
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -250,6 +254,7 @@ def predict_images(
         log.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), out_dir)
 
     net, model_cfg = load_model(ckpt_path, model=model, device="cpu")
+    weights = file_weights_record(ckpt_path)  # ema_weights, ema_decay (deblur.lit.ema)
     net, options, device = prepare_network(net, settings, example=_example(plan, settings.tile))
     label = model_cfg.get("name") or model_cfg.get("_target_")
     log.info("network %s on %s; %d image(s)", label, device, len(plan))
@@ -289,6 +294,7 @@ def predict_images(
         **runtime,
         "inference": options.as_dict(),
         "self_ensemble": settings.self_ensemble,
+        **weights,
     }
     record = settings_record(payload, ckpt_path, settings)
     payload["settings_file"] = str(atomic_write_json(out_dir / SETTINGS_FILE, record))

@@ -129,16 +129,29 @@ def job_device(cfg: Mapping[str, Any]) -> torch.device:
     return select_device("cuda" if accelerator in ("gpu", "cuda") else accelerator)
 
 
+def training_shape(data: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``(crop_size, batch_size)`` the run trains with, for the speed decision: ``data.crop_size`` /
+    ``data.batch_size``; with ``data.progressive`` (which replaces both for training) its stage with the
+    largest crop, the heaviest per-sample shape the run reaches."""
+    from deblur.data.progressive import largest, parse_schedule
+
+    stages = parse_schedule(data.get("progressive"))
+    if stages is None:
+        return data.get("crop_size"), data.get("batch_size")
+    stage = stages[largest(stages, "crop_size")[0]]
+    return stage.crop_size, stage.batch_size
+
+
 def decision_inputs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What a decision is made for: ``model`` (:func:`deblur.checkpoints.describe_model`), ``crop_size``,
-    ``batch_size`` (``data.*``) and ``device`` (its name)."""
+    ``batch_size`` (:func:`training_shape`) and ``device`` (its name)."""
     from deblur.checkpoints import describe_model
 
-    data = cfg["data"]
+    crop_size, batch_size = training_shape(cfg["data"])
     return {
         "model": describe_model(_plain(cfg["model"])),
-        "crop_size": data.get("crop_size"),
-        "batch_size": data.get("batch_size"),
+        "crop_size": crop_size,
+        "batch_size": batch_size,
         "device": device_name(job_device(cfg)),
     }
 
@@ -176,10 +189,10 @@ def probe_settings(cfg: Mapping[str, Any], given: Mapping[str, Any]) -> Training
             detail={"given": sorted(given)},
             made_for=decision_inputs(cfg),
         )
-    data = cfg["data"]
+    crop_size, batch_size = training_shape(cfg["data"])
     chosen = training_probe.choose_training_speed(
         _plain(cfg["model"]), _plain(cfg["loss"]), device,
-        batch=int(data["batch_size"]), size=int(data.get("crop_size") or 256),
+        batch=int(batch_size), size=int(crop_size or 256),
         channels_last=given.get("channels_last"), precision=given.get("precision"),
         mode=str(cfg.get("speed") or "probe"), cache=cfg.get("speed_cache"),
     )  # fmt: skip

@@ -199,3 +199,24 @@ def test_eval_blurry_input_row_gets_basicsr_settings_and_its_own_lpips(tmp_path,
     lines = (out / "results.md").read_text().splitlines()
     row = next(line for line in lines if "blurry input (baseline)" in line)
     assert row.count("|") == 8  # 7 cells: the LPIPS column too
+
+
+def test_tables_say_lpips_is_not_aligned_or_cropped_as_psnr_ssim_are():
+    from deblur.evaluation import results_markdown
+    from deblur.metrics.scoring import summary_markdown
+
+    base = {"psnr": 30.0, "ssim": 0.9, "count": 2, "pred_dir": "p", "gt_dir": "g", "lpips": 0.1,
+            "lpips_net": "alex"}  # fmt: skip
+    realblur = summary_markdown({**base, "protocol": "realblur"})
+    assert "net alex (lower = closer), on the prediction as written, not ECC-aligned" in realblur
+    cropped = {**base, "protocol": "basicsr", "crop_border": 4, "test_y_channel": False}
+    assert "crop_border / test_y_channel not applied" in summary_markdown(cropped)
+    gopro = {**base, "protocol": "gopro", "ssim_per_channel": 0.8}
+    for plain in (gopro, {**cropped, "crop_border": 0}):
+        assert "(lower = closer)\n" in summary_markdown(plain) + "\n"
+    datasets = {"realblur_j": {**base, "protocol": "realblur"}, "gopro": gopro}
+    results = {"ckpt_path": "c", "model": {"name": "msfs"}, "tile": None, "lpips_net": "alex",
+               "datasets": datasets}  # fmt: skip
+    table = results_markdown(results)
+    assert "LPIPS on RealBlur-J, on the prediction as written, not ECC-aligned" in table
+    assert "LPIPS on GoPro" not in table

@@ -297,3 +297,26 @@ def test_predict_writes_its_settings_beside_the_outputs(ckpt, tmp_path):
     again = _predict(ckpt, image, out, "precision=fp32")  # the result exists: kept, not remade
     assert again["written"] == [] and json.loads((out / "predict.json").read_text())["kept"] == ["photo.png"]
     assert sorted(p.name for p in out.iterdir()) == ["photo.png", "predict.json"]  # no temporary left
+
+
+def test_eval_says_when_the_checkpoint_holds_ema_weights(ckpt, tmp_path):
+    hide = make_hide(tmp_path / "HIDE_dataset")
+    cpu = InferenceSettings(device="cpu")
+    plain = evaluate(ckpt, ["hide"], {"hide": hide}, settings=cpu, output_dir=tmp_path / "plain", limit=1)
+    assert plain["ema_weights"] is False and plain["ema_decay"] is None
+    assert "EMA" not in (tmp_path / "plain" / "results.md").read_text()
+    saved = torch.load(ckpt, weights_only=True)  # as deblur-train ema.decay=0.99 writes it
+    ema = {**saved, "current_model_state": saved["state_dict"], "averaging_state": {"n_averaged": 3},
+           "callbacks": {"WeightEMA": {"latest_update_step": 3, "decay": 0.99}}}  # fmt: skip
+    torch.save(ema, tmp_path / "ema.ckpt")
+    out = evaluate(tmp_path / "ema.ckpt", ["hide"], {"hide": hide}, settings=cpu, output_dir=tmp_path / "e",
+                   limit=1)  # fmt: skip
+    assert out["ema_weights"] is True and out["ema_decay"] == 0.99
+    assert json.loads((tmp_path / "e" / "results.json").read_text())["ema_decay"] == 0.99
+    assert "**EMA weights** (trained with `ema.decay=0.99`)" in (tmp_path / "e" / "results.md").read_text()
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), np.ascontiguousarray(skimage.data.astronaut()[100:132, 150:182, ::-1]))
+    for path, averaged, decay in ((ckpt, False, None), (tmp_path / "ema.ckpt", True, 0.99)):
+        _predict(path, image, tmp_path / f"out_{averaged}")
+        record = json.loads((tmp_path / f"out_{averaged}" / "predict.json").read_text())
+        assert (record["ema_weights"], record["ema_decay"]) == (averaged, decay)

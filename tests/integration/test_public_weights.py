@@ -120,3 +120,20 @@ def test_eval_with_tlc_records_it_and_the_published_collector_reads_it(tmp_path)
     table = collect.collect(tmp_path / "evals").read_text()
     assert "| w.pth | on (24) |" in table and "MSFS-Net (paper" in table
     assert f"w.pth: fp32 on {results['device_name']} (torch {torch.__version__})" in table
+
+
+def test_the_published_collector_marks_basicsr_cells_and_self_ensemble_rows():
+    import importlib.util
+
+    from deblur.paths import REPO_ROOT
+
+    script = REPO_ROOT / "experiments" / "msfs_published" / "collect.py"
+    spec = importlib.util.spec_from_file_location("collect", script)
+    collect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collect)
+    basicsr = {"psnr": 30.0, "ssim": 0.9, "protocol": "basicsr", "crop_border": 4, "test_y_channel": True}
+    cells = collect.row({"ckpt_path": "w.pth", "self_ensemble": True, "datasets": {"gopro": basicsr}})
+    marked = "30.00 (basicsr (crop_border=4, test_y_channel=true))"
+    assert cells[:4] == ["w.pth + self-ensemble x8", "off", marked, "0.9000"]
+    plain = collect.row({"ckpt_path": "w.pth", "datasets": {"gopro": {**basicsr, "protocol": "gopro"}}})
+    assert plain[:3] == ["w.pth", "off", "30.00"]

@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from deblur.analysis.methods import MethodMismatch
 from deblur.cli.train import train
 from deblur.config.inference_settings import InferenceSettings
 from deblur.evaluation import evaluate
@@ -160,3 +162,28 @@ def test_cross_dataset_table_has_a_nafnet_baseline_row(tmp_path):
     assert rows[0] == ["ours: `msfs` (msfs.ckpt)", "30.00", "0.9000"]
     assert rows[1] == ["NAFNet (baseline): `nafnet` (nafnet.ckpt)", "31.00", "0.9000"]
     assert rows[2] == ["MSFS-Net (paper)", "32.73", "0.959"]
+
+
+def _evaluation(tmp_path: Path, name: str, **gopro: Any) -> Path:
+    """A deblur-eval folder whose results.json scored gopro with ``gopro``'s protocol keys."""
+    scores = {"psnr": 30.0, "ssim": 0.9, "count": 3, "protocol": "gopro", **gopro}
+    results = {"model": {"name": "msfs"}, "ckpt_path": f"{name}.ckpt", "datasets": {"gopro": scores}}
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "results.json").write_text(json.dumps({**results, "self_ensemble": name == "plus"}))
+    return tmp_path / name
+
+
+def test_cross_dataset_table_says_its_protocols_and_refuses_an_evaluation_scored_otherwise(tmp_path):
+    collect = _collector("cross_dataset").collect
+    basicsr = {"protocol": "basicsr", "crop_border": 4, "test_y_channel": True}
+    text = collect([_evaluation(tmp_path, "plus", **basicsr)], tmp_path / "t.md").read_text()
+    rows = _table_rows(text)
+    assert rows[0] == ["ours: `msfs` (plus.ckpt) + self-ensemble x8", "30.00", "0.9000"]
+    assert rows[1] == ["MSFS-Net (paper)", "-", "-"]  # the paper's 32.73 is no basicsr number
+    assert "GoPro: 'basicsr' (crop_border=4, test_y_channel=True)" in text
+    assert "MATLAB 3-D SSIM" not in text
+    plain = _evaluation(tmp_path, "plain")
+    with pytest.raises(MethodMismatch, match=r"plain\.ckpt scored gopro under protocol 'gopro'.*'basicsr'"):
+        collect([tmp_path / "plus", plain], tmp_path / "t.md")
+    paper = _table_rows(collect([plain], tmp_path / "t.md").read_text())[1]
+    assert paper == ["MSFS-Net (paper)", "32.73", "0.959"]

@@ -182,6 +182,11 @@ def test_jobs_table_and_study_table_name_precision_and_device(tmp_path):
     assert "Trained with precision 32-true, channels_last on Some CPU (cpu, 2 threads)" in one
     both = ablation_table(summarize(runs, msfs_components, msfs_variant), {}, "t")
     assert "Training settings differ between jobs" in both and "bf16-mixed" in both
+    recipe = {"ema_decay": 0.999, "progressive": {"stages": [{"crop_size": 128}, {"crop_size": 160}]}}
+    ema = ablation_table(summarize([{**runs[0], **recipe}, runs[0]], msfs_components, msfs_variant), {}, "t")
+    said = "EMA of the weights (ema.decay=0.999), progressive patches (data.progressive, crop 128->160)"
+    assert said in ema
+    assert "Training settings differ between jobs" in ema  # an EMA job beside a plain one is said
 
 
 @pytest.mark.slow
@@ -249,3 +254,15 @@ def test_a_study_decision_records_what_it_was_made_for_and_a_job_that_differs_sa
     assert str(sweep / SETTINGS_FILE) in warning and "crop_size: decided for 32, this job 64" in warning
     assert "width=8" in warning and "width=16" in warning and "new study= name" in warning
     assert read_settings(tmp_path / "job2" / SETTINGS_FILE).detail["differs_from_decision"]
+
+
+def test_a_progressive_run_is_decided_for_its_largest_stage_not_the_unused_data_crop(
+    compose_train, tmp_path, monkeypatch
+):
+    probe = FakeProbe()
+    monkeypatch.setattr(training_probe, "choose_training_speed", probe)
+    stages = "data.progressive=[{step:0,crop_size:32,batch_size:2},{step:9,crop_size:48,batch_size:1}]"
+    cfg = compose_train(*TINY_TRAIN, "data.crop_size=256", stages)
+    decided = decide_training_settings(cfg, tmp_path / "j")
+    assert (probe.calls[0]["size"], probe.calls[0]["batch"]) == (48, 1)  # data.crop_size=256 trains nothing
+    assert (decided.made_for["crop_size"], decided.made_for["batch_size"]) == (48, 1)

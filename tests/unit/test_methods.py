@@ -51,3 +51,10 @@ def test_a_folder_without_a_deblur_score_summary_is_a_user_error(tmp_path):
     (tmp_path / "other" / "summary.json").write_text(json.dumps({"psnr": 1.0}))
     with pytest.raises(UserError, match="not a deblur-score summary"):
         load_method("M", tmp_path / "other")
+
+
+def test_a_self_ensemble_evaluation_given_as_a_method_is_labelled_x8(tmp_path):
+    (plain,) = load_method("Net", _run(tmp_path / "a", self_ensemble=False))
+    (plus,) = load_method("Net", _run(tmp_path / "b", self_ensemble=True))  # a deblur-eval <dataset>/ folder
+    assert plain.row_label == "Net" and plus.row_label == "Net + self-ensemble x8"
+    check_match([plain, plus], {"gopro": (("protocol", "gopro"),)})  # two rows, not two scores of one

@@ -35,6 +35,7 @@ PROTOCOL_TEXT = {
     "validation split)",
     "gopro": "8-bit PSNR peak 255 + MATLAB 3-D SSIM",
     "realblur": "ECC-aligned, masked PSNR / SSIM",
+    "basicsr": "BasicSR's calculate_psnr / calculate_ssim",
 }
 
 
@@ -54,6 +55,7 @@ class MethodScore:
     ssim: float
     count: int
     baseline: str | None
+    self_ensemble: bool = False  # a deblur-eval folder run with self_ensemble=true (x8 outputs)
 
     @property
     def protocol(self) -> str:
@@ -61,8 +63,10 @@ class MethodScore:
 
     @property
     def row_label(self) -> str:
-        """The row's name; a blurry-input run says it is the baseline."""
-        return f"{self.label} (blurry-input baseline)" if self.baseline == BASELINE_LABEL else self.label
+        """The row's name; a blurry-input run says it is the baseline, an x8 self-ensemble's says so."""
+        if self.baseline == BASELINE_LABEL:
+            return f"{self.label} (blurry-input baseline)"
+        return f"{self.label} + self-ensemble x8" if self.self_ensemble else self.label
 
 
 def scoring_of(summary: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -120,6 +124,7 @@ def _read(label: str, path: Path) -> MethodScore:
         ssim=float(summary["ssim"]),
         count=int(summary["count"]),
         baseline=summary.get("baseline"),
+        self_ensemble=summary.get("self_ensemble") is True,
     )
 
 

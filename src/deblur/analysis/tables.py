@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from deblur.analysis.methods import MethodScore, check_match, method_rows, scoring_of
+from deblur.analysis.methods import (
+    MethodMismatch,
+    MethodScore,
+    check_match,
+    describe,
+    method_rows,
+    scoring_of,
+)
 from deblur.models.fddn.net import TABLE5_SIZE_MB
 
 YES, NO = "✓", "✗"
@@ -151,7 +158,19 @@ def training_settings_text(run: dict[str, Any]) -> str:
     if run.get("precision") is None:
         return "unrecorded"
     layout = {True: "channels_last", False: "NCHW"}.get(run.get("channels_last"), "layout ?")
-    return f"precision {run['precision']}, {layout} on {run.get('device', '?')}"
+    text = f"precision {run['precision']}, {layout} on {run.get('device', '?')}"
+    return text + _recipe_text(run)
+
+
+def _recipe_text(run: dict[str, Any]) -> str:
+    """``, EMA of the weights (ema.decay=D)`` / ``, progressive patches (crop C1->C2)`` when a job's
+    metrics.json records them: its validation numbers came from that recipe."""
+    text = f", EMA of the weights (ema.decay={run['ema_decay']})" if run.get("ema_decay") is not None else ""
+    stages = (run.get("progressive") or {}).get("stages")
+    if stages:
+        crops = "->".join(str(s.get("crop_size")) for s in stages)
+        text += f", progressive patches (data.progressive, crop {crops})"
+    return text
 
 
 def training_settings_note(rows: list[dict[str, Any]]) -> str:
@@ -245,6 +264,7 @@ def cross_dataset_table(
     datasets = list(dict.fromkeys(d for r in evaluated for d in r.get("datasets", {})))
     first = evaluated[0]
     protocols = _table_scoring(evaluated, datasets)
+    _check_evaluated(evaluated, protocols)
     check_match(methods, protocols, hint=RESCORE_HINT)
     head = ["Method", *(f"{TITLES.get(d, d)} {m}" for d in datasets for m in ("PSNR", "SSIM"))]
     lines = [
@@ -254,7 +274,7 @@ def cross_dataset_table(
         "|---|" + "---:|" * (len(head) - 1),
     ]
     for one in evaluated:
-        row = [_method_label(one)]
+        row = [_method_label(one) + (" + self-ensemble x8" if one.get("self_ensemble") else "")]
         for d in datasets:
             s = one.get("datasets", {}).get(d)
             row += [_fmt(s.get("psnr", math.nan), 2), _fmt(s.get("ssim", math.nan), 4)] if s else ["-", "-"]
@@ -264,15 +284,16 @@ def cross_dataset_table(
     theirs = ["MSFS-Net (paper)"]
     for d in datasets:
         pub = paper.get(d)
-        theirs += [_fmt(pub[0], 2), _fmt(pub[1], 3)] if pub else ["-", "-"]
+        same = pub and _papers_protocol(d, protocols[d])  # the paper's numbers: its protocol only
+        theirs += [_fmt(pub[0], 2), _fmt(pub[1], 3)] if same else ["-", "-"]
     lines += ["| " + " | ".join(theirs) + " |", ""]
     counts = ", ".join(f"{TITLES.get(d, d)} {s.get('count')}" for d, s in first.get("datasets", {}).items())
     inference = first.get("inference") or {}
     lines.append(
         f"Network run in {inference.get('precision', 'fp32')} on "
         f"{first.get('device_name', first.get('device'))} (torch {first.get('torch', '?')}). "
-        f"Images scored: {counts}. Protocols: GoPro/HIDE 8-bit PSNR (peak 255) + MATLAB 3-D SSIM; "
-        "RealBlur ECC-aligned, masked. '-': not reported in the paper."
+        f"Images scored: {counts}. Protocols: {_protocols_text(protocols)}. '-' in the paper's row: not "
+        "reported in the paper, or scored here under another protocol than the paper's."
     )
     lines += _methods_note(methods, first)
     return "\n".join(lines) + "\n"
@@ -287,6 +308,39 @@ def _table_scoring(evaluated: list[dict[str, Any]], datasets: list[str]) -> dict
     first_seen = {d: next(r["datasets"][d] for r in evaluated if d in r.get("datasets", {}))
                   for d in datasets}  # fmt: skip
     return {d: scoring_of(summary) for d, summary in first_seen.items()}
+
+
+def _check_evaluated(evaluated: list[dict[str, Any]], protocols: dict[str, tuple]) -> None:
+    """Refuse an evaluation scored on a dataset under another protocol (or settings) than the table's
+    column for it (its first evaluation's): its numbers would sit in a column they do not belong to."""
+    for one in evaluated:
+        for d, summary in one.get("datasets", {}).items():
+            if scoring_of(summary) != protocols[d]:
+                raise MethodMismatch(
+                    f"the evaluation of {one.get('ckpt_path')} scored {d} under protocol "
+                    f"{describe(scoring_of(summary))}, but the table's {d} column is protocol "
+                    f"{describe(protocols[d])} (its first evaluation's); not comparable. Evaluate again "
+                    "with the same protocol, crop_border and test_y_channel."
+                )
+
+
+def _papers_protocol(dataset: str, scoring: tuple[tuple[str, Any], ...]) -> bool:
+    """True when a column is scored under the protocol the papers report for ``dataset`` (or unrecorded)."""
+    from deblur.evaluation import DEFAULT_PROTOCOLS
+
+    protocol = dict(scoring).get("protocol")
+    return protocol is None or (protocol == DEFAULT_PROTOCOLS.get(dataset) and len(scoring) == 1)
+
+
+def _protocols_text(protocols: dict[str, tuple]) -> str:
+    """``GoPro, HIDE: 'gopro': ...; RealBlur-J: 'realblur': ...``: each column's protocol and settings."""
+    from deblur.evaluation import TITLES
+
+    by_protocol: dict[str, list[str]] = {}
+    for d, scoring in protocols.items():
+        text = describe(scoring) if scoring else "(unrecorded)"
+        by_protocol.setdefault(text, []).append(TITLES.get(d, d))
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in by_protocol.items())
 
 
 def _method_lines(rows: dict[str, dict], datasets: list[str], first: dict[str, Any]) -> list[str]:

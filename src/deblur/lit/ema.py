@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from deblur.errors import UserError
+from deblur.lit.ema_record import checkpoint_ema_decay
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +104,6 @@ def ema_callbacks(cfg: Any) -> list[WeightEMA]:
         return []
     log.info("ema.decay=%s: validation and checkpoints use the EMA of the weights", decay)
     return [WeightEMA(decay)]
-
-
-def checkpoint_ema_decay(checkpoint: Mapping[str, Any]) -> float | None:
-    """The decay a checkpoint's averaged weights were made with; None for a checkpoint without EMA state.
-    (NaN for an EMA checkpoint of Lightning's callback that did not record it.)"""
-    if "current_model_state" not in checkpoint:
-        return None
-    for state in (checkpoint.get("callbacks") or {}).values():
-        if isinstance(state, Mapping) and "latest_update_step" in state:
-            return float(state.get("decay", math.nan))
-    return math.nan
 
 
 def check_ema_resume(ckpt_path: str | os.PathLike, cfg: Any) -> None:

@@ -544,6 +544,22 @@ def protocol_text(summary: dict[str, Any]) -> str:
     return f"{protocol} ({shown})"
 
 
+#: what LPIPS is computed on under a protocol that scores PSNR / SSIM on other pixels than the files'
+LPIPS_SCOPE = {
+    "realblur": "on the prediction as written, not ECC-aligned or masked as PSNR / SSIM are (the ground "
+    "truth's misalignment counts)",
+    "basicsr": "on the whole images, crop_border / test_y_channel not applied",
+}
+
+
+def lpips_scope(summary: Mapping[str, Any]) -> str:
+    """``", <what LPIPS was computed on>"`` when it is not the pixels PSNR / SSIM scored, else ``""``."""
+    protocol = summary.get("protocol", "")
+    if protocol == "basicsr" and not (summary.get("crop_border") or summary.get("test_y_channel")):
+        return ""  # BasicSR with neither setting scores the whole RGB images, as LPIPS does
+    return f", {LPIPS_SCOPE[protocol]}" if protocol in LPIPS_SCOPE else ""
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """A Markdown table of a :func:`score_folders` summary (PSNR 2 decimals, SSIM 4)."""
     metrics = METRIC_COLUMNS[summary["protocol"]]
@@ -570,7 +586,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if summary["protocol"] == "basicsr":
         notes.append(f"- protocol: {protocol_text(summary)}: BasicSR's calculate_psnr / calculate_ssim")
     if "lpips" in summary:
-        notes.append(f"- LPIPS: torchmetrics, net {summary.get('lpips_net')} (lower = closer)")
+        scope = lpips_scope(summary)
+        notes.append(f"- LPIPS: torchmetrics, net {summary.get('lpips_net')} (lower = closer){scope}")
     if summary.get("baseline"):
         notes.append(f"- baseline: {summary['baseline']} (scored with blurry_baseline=true)")
     if summary.get("pred_without_gt"):
