@@ -4,6 +4,7 @@ any work, temporaries of a killed run are cleaned up."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -89,7 +90,9 @@ def test_unreadable_input_is_skipped_and_the_run_ends_incomplete(ckpt, tmp_path)
     with pytest.raises(PredictionIncomplete, match=r"1 of 2 input\(s\) could not be read") as err:
         predict_images(ckpt, str(inputs), out, on_error="skip", settings=CPU)
     assert err.value.result["failed"] == [str(inputs / "broken.png")]
-    assert [p.name for p in out.iterdir()] == ["good.png"]  # the others were written
+    # the others were written, with the settings record that names the failure
+    assert sorted(p.name for p in out.iterdir()) == ["good.png", "predict.json"]
+    assert json.loads((out / "predict.json").read_text())["failed"] == [str(inputs / "broken.png")]
 
 
 def test_truncated_png_in_a_dataset_is_skipped_and_counted_at_setup(tmp_path, caplog):

@@ -135,7 +135,7 @@ def test_predict_fails_an_image_whose_output_is_not_finite_and_never_writes_it(c
         predict_images(ckpts.huge, str(inputs), out, settings=CPU, on_error="skip")
     assert incomplete.value.result["failed"] == [str(bright)]
     assert incomplete.value.result["written"] == [str(out / "dark.png")]
-    assert sorted(p.name for p in out.iterdir()) == ["dark.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["dark.png", "predict.json"]  # and the settings record
     assert dark.exists()
 
 
