@@ -71,6 +71,22 @@ def _check_loss(problems: _Problems, loss: Mapping[str, Any]) -> None:
     _check_component(problems, "loss", loss)
 
 
+def _check_pairing(problems: _Problems, model: Mapping[str, Any], loss: Mapping[str, Any]) -> None:
+    """A loss declared for some networks only (``loss=msfs``: MSFS-Net's encoder) refuses any other."""
+    entry = component("loss", loss.get("name"))
+    if entry is None or not entry.networks:
+        return
+    network = model.get("name") if not is_target_config(model) else None
+    if network in entry.networks:
+        return
+    label = model.get("name") or model.get("_target_")
+    fits = sorted(n for n, e in components("loss").items() if not e.networks or network in e.networks)
+    problems.lines.append(
+        f"loss.name={entry.name}: trains only model.name={' | '.join(entry.networks)} (it reads that "
+        f"network's own encoder), not model {label!r}; losses for it: {', '.join(fits)}"
+    )
+
+
 def _check_optim(problems: _Problems, optim: Mapping[str, Any]) -> None:
     p = "optim"
     problems.choice(optim, p, "name", ("adam", "adamw"))
@@ -151,6 +167,9 @@ def check_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
         node = _plain(cfg.get(group))
         if isinstance(node, Mapping):
             check(problems, node)
+    model, loss = _plain(cfg.get("model")), _plain(cfg.get("loss"))
+    if isinstance(model, Mapping) and isinstance(loss, Mapping):
+        _check_pairing(problems, model, loss)
     seed = cfg.get("seed")
     if seed is not None and not _is_int(seed):
         problems.add("seed", seed, "an integer")
