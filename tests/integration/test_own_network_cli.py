@@ -46,3 +46,16 @@ def test_with_config_dir_the_users_presets_pass_the_check(conf_extra):
 
     check_overrides("train", ["model=mynet", "+loss=fft"], config_dir=str(conf_extra))
     check_overrides("train", ["model=mynet,msfs_small"], multirun=True, config_dir=str(conf_extra))
+
+
+def test_help_lists_the_presets_of_the_config_dir_with_the_suites(conf_extra):
+    from omegaconf import OmegaConf
+
+    from deblur.cli.help import group_lines
+
+    sources = [{"path": "/work/conf", "schema": "file", "provider": "main"},
+               {"path": str(conf_extra), "schema": "file", "provider": "command-line"}]  # fmt: skip
+    runtime = {"choices": {"model": "mynet"}, "config_sources": sources}
+    root = OmegaConf.create({"hydra": {"runtime": runtime}})
+    line = next(line for line in group_lines(root) if line.startswith("  model: "))
+    assert "msfs_small" in line and "mynet" in line.split("(now:")[0], line
