@@ -43,3 +43,14 @@ def test_values_of_the_right_kind_and_arguments_without_a_scalar_kind_pass():
            "extra": 3, "note": {"any": [1]}}  # fmt: skip
     assert target_problems(cfg) == []
     assert target_problems({"_target_": TARGET, "extra": None}) == []
+
+
+def test_a_target_config_with_a_name_is_told_to_drop_the_name():
+    from deblur.models.build import build_model
+
+    cfg = {"_target_": TARGET, "name": "mynet", "width": 4}
+    expected = r"^model.name='mynet': a model config with _target_ \(.*Net\) has no name; remove model.name"
+    with pytest.raises(UserError, match=expected):
+        check_train_config({"model": cfg})
+    with pytest.raises(ValueError, match=expected):
+        build_model(cfg)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.config.registry import component, components, config_checks, group_checks, resolve
 from deblur.config.rules import Problems, is_int, is_number
 from deblur.config.schema import SCHEDULERS
-from deblur.config.target import is_target_config, target_problems
+from deblur.config.target import is_target_config, named_target_problem, target_problems
 from deblur.errors import UserError
 
 #: Lightning's ``max_time`` string form
@@ -63,6 +63,9 @@ def _check_component(problems: _Problems, group: str, node: Mapping[str, Any]) -
 def _check_model(problems: _Problems, model: Mapping[str, Any]) -> None:
     if is_target_config(model):  # a user's own network: it imports, and its keys are its arguments
         problems.lines.extend(target_problems(model))
+        return
+    if "_target_" in model and component("model", model.get("name")) is None:
+        problems.lines.append(named_target_problem(model))
         return
     _check_component(problems, "model", model)
 

@@ -25,6 +25,15 @@ def is_target_config(cfg: Any) -> bool:
     return isinstance(cfg, Mapping) and TARGET in cfg and cfg.get("name") is None
 
 
+def named_target_problem(cfg: Mapping[str, Any]) -> str:
+    """The line for a config with a ``_target_`` and a ``name`` that is no built-in network: the name makes
+    it a preset's config, so say that a ``_target_`` config has none."""
+    return (
+        f"model.name={cfg.get('name')!r}: a model config with _target_ ({cfg.get(TARGET)}) has no name; "
+        "remove model.name (a name picks a built-in network instead)"
+    )
+
+
 def model_label(cfg: Mapping[str, Any]) -> str:
     """How runs and tables name a network: the preset's ``name`` or the ``_target_`` path."""
     return str(cfg.get("name") or cfg.get(TARGET))
