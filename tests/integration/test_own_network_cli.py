@@ -59,3 +59,13 @@ def test_help_lists_the_presets_of_the_config_dir_with_the_suites(conf_extra):
     root = OmegaConf.create({"hydra": {"runtime": runtime}})
     line = next(line for line in group_lines(root) if line.startswith("  model: "))
     assert "msfs_small" in line and "mynet" in line.split("(now:")[0], line
+
+
+def test_a_primary_config_in_the_config_dir_is_composed_from_there(tmp_path):
+    from deblur.config.overrides import check_overrides
+    from deblur.errors import UserError
+
+    (tmp_path / "mytrain.yaml").write_text("defaults:\n  - train\n  - _self_\nseed: 7\n")
+    check_overrides("mytrain", ["model=fddn_small"], config_dir=str(tmp_path))  # --config-name mytrain
+    with pytest.raises(UserError, match="nearest valid keys: trainer.max_steps"):
+        check_overrides("mytrain", ["trainer.max_step=1"], config_dir=str(tmp_path))

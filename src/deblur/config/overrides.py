@@ -122,12 +122,17 @@ def check_overrides(
     except ValueError as err:
         raise UserError(str(err)) from None
     register_configs()
-    search = [f"hydra.searchpath=[file://{extra[0]}]"] if extra else []
+    # Hydra searches conf/ and then the user's folder; the primary config is read from the folder holding
+    # it (a user's own primary config, --config-name, lives in theirs), the other one searched after it
+    primary, other = CONF_DIR, extra[0] if extra else None
+    if other is not None and (other / f"{config_name}.yaml").is_file():
+        primary, other = other, CONF_DIR
+    search = [f"hydra.searchpath=[file://{other}]"] if other is not None else []
     for variant in _variants(overrides, multirun):
         if GlobalHydra.instance().is_initialized():
             GlobalHydra.instance().clear()
         try:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
                 compose(config_name, overrides=[*search, *variant], return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as err:
             raise UserError(describe_error(err, _culprit(err, variant))) from None
