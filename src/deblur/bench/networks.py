@@ -37,6 +37,7 @@ from deblur.losses.build import with_default_loss
 from deblur.metrics.agreement import output_psnr
 from deblur.models.build import build_model
 from deblur.models.custom import is_target_config
+from deblur.paths import CONF_DIR
 from deblur.speed.inference_probe import resolve_speed
 from deblur.speed.options import InferenceOptions, bf16_available, describe_options
 from deblur.speed.rule import paired
@@ -66,8 +67,13 @@ PAPER_FIGURES: dict[str, dict[str, float]] = {
 }
 #: what the paper column of bench.md says for a preset without published figures (e.g. ``msfs_small``)
 NO_PAPER_ROW = "no paper row"
-#: model-name prefix -> its ablation folder (``conf/ablation/<family>/``); NAFNet has no ablations
-ABLATION_FAMILIES = ("msfs", "fddn")
+
+
+def ablation_families() -> list[str]:
+    """The model-name prefixes with ablations: the folders ``conf/ablation/<family>/`` (NAFNet has none),
+    read from ``conf/`` so that a network's ablations are declared there alone."""
+    root = CONF_DIR / "ablation"
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
 def preset_overrides(preset: str) -> list[str]:
@@ -77,10 +83,11 @@ def preset_overrides(preset: str) -> list[str]:
     model, _, ablation = preset.partition("+")
     if not ablation:
         return [f"model={model}"]
-    family = next((f for f in ABLATION_FAMILIES if model.startswith(f)), None)
+    families = ablation_families()
+    family = max((f for f in families if model.startswith(f)), key=len, default=None)
     if family is None:
         raise ValueError(
-            f"bench preset {preset!r}: model {model!r} has no ablations (only {list(ABLATION_FAMILIES)} "
+            f"bench preset {preset!r}: model {model!r} has no ablations (only {families} "
             "have, in conf/ablation/<family>/); use the preset without '+...'"
         )
     return [f"model={model}", f"ablation={family}/{ablation}"]

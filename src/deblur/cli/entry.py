@@ -30,9 +30,9 @@ from deblur.sweeps import JobFailed
 
 
 def _checks_overrides(args: Any) -> bool:
-    """False for the modes that compose nothing of the user's (help, completion, info) or read configs
-    from elsewhere (``--config-dir``)."""
-    skip = (args.help, args.hydra_help, args.shell_completion, args.info, args.config_dir, args.config_path,
+    """False for the modes that compose nothing of the user's (help, completion, info) or replace the
+    suite's config folder (``--config-path``); a ``--config-dir`` is searched with ``conf/``."""
+    skip = (args.help, args.hydra_help, args.shell_completion, args.info, args.config_path,
             getattr(args, "experimental_rerun", None))  # fmt: skip
     return not any(skip)
 
@@ -56,7 +56,8 @@ def run_command(command: str, config_name: str, hydra_main: Callable[..., Any], 
         return _completion(hydra_main)
     if _checks_overrides(args):
         try:
-            check_overrides(args.config_name or config_name, args.overrides, multirun=bool(args.multirun))
+            name = args.config_name or config_name
+            check_overrides(name, args.overrides, bool(args.multirun), config_dir=args.config_dir)
         except UserError as err:
             print(f"{command}: error: {err}", file=sys.stderr)
             sys.exit(2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -44,15 +45,23 @@ def required_keys(root: DictConfig) -> list[str]:
     return sorted(keys)
 
 
+def _user_folders(root: DictConfig) -> list[Path]:
+    """The config folders given with ``--config-dir`` (their options are listed with ``conf/``'s)."""
+    sources = OmegaConf.select(root, "hydra.runtime.config_sources", default=None) or []
+    return [Path(str(s.path)) for s in sources if s.provider == "command-line" and s.schema == "file"]
+
+
 def group_lines(root: DictConfig) -> list[str]:
     """``group: option, option ... (now: choice)`` for each config group of ``conf/`` the command
     composes."""
     choices = OmegaConf.select(root, "hydra.runtime.choices", default=None) or {}
+    folders = [CONF_DIR, *_user_folders(root)]
     lines = []
     for group in sorted(str(g) for g in choices):
-        if group == "hydra" or group.startswith("hydra/") or not (CONF_DIR / group).is_dir():
+        dirs = [d for d in folders if (d / group).is_dir()]
+        if group == "hydra" or group.startswith("hydra/") or not dirs:
             continue
-        options = ", ".join(group_options(CONF_DIR, group))
+        options = ", ".join(sorted({option for d in dirs for option in group_options(d, group)}))
         lines += [f"  {group}: {options}  (now: {choices[group] or 'none'})", *component_lines(group)]
     return lines
 

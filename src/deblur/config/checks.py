@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from deblur.config.registry import component, components, config_checks, group_checks, resolve
 from deblur.config.rules import Problems, is_int, is_number
 from deblur.config.schema import SCHEDULERS
-from deblur.config.target import is_target_config, target_problems
+from deblur.config.target import is_target_config, named_target_problem, target_problems
 from deblur.errors import UserError
 
 #: Lightning's ``max_time`` string form
@@ -64,11 +64,30 @@ def _check_model(problems: _Problems, model: Mapping[str, Any]) -> None:
     if is_target_config(model):  # a user's own network: it imports, and its keys are its arguments
         problems.lines.extend(target_problems(model))
         return
+    if "_target_" in model and component("model", model.get("name")) is None:
+        problems.lines.append(named_target_problem(model))
+        return
     _check_component(problems, "model", model)
 
 
 def _check_loss(problems: _Problems, loss: Mapping[str, Any]) -> None:
     _check_component(problems, "loss", loss)
+
+
+def _check_pairing(problems: _Problems, model: Mapping[str, Any], loss: Mapping[str, Any]) -> None:
+    """A loss declared for some networks only (``loss=msfs``: MSFS-Net's encoder) refuses any other."""
+    entry = component("loss", loss.get("name"))
+    if entry is None or not entry.networks:
+        return
+    network = model.get("name") if not is_target_config(model) else None
+    if network in entry.networks:
+        return
+    label = model.get("name") or model.get("_target_")
+    fits = sorted(n for n, e in components("loss").items() if not e.networks or network in e.networks)
+    problems.lines.append(
+        f"loss.name={entry.name}: trains only model.name={' | '.join(entry.networks)} (it reads that "
+        f"network's own encoder), not model {label!r}; losses for it: {', '.join(fits)}"
+    )
 
 
 def _check_optim(problems: _Problems, optim: Mapping[str, Any]) -> None:
@@ -151,6 +170,9 @@ def check_train_config(cfg: DictConfig | Mapping[str, Any]) -> None:
         node = _plain(cfg.get(group))
         if isinstance(node, Mapping):
             check(problems, node)
+    model, loss = _plain(cfg.get("model")), _plain(cfg.get("loss"))
+    if isinstance(model, Mapping) and isinstance(loss, Mapping):
+        _check_pairing(problems, model, loss)
     seed = cfg.get("seed")
     if seed is not None and not _is_int(seed):
         problems.add("seed", seed, "an integer")

@@ -60,25 +60,28 @@ def _choices(value: str) -> list[str] | None:
     return [item.strip().strip("'\"") for item in value.split(",")]
 
 
-def check_group_choices(overrides: Iterable[str], conf_dir: Path) -> None:
+def check_group_choices(overrides: Iterable[str], conf_dir: Path, extra_dirs: Iterable[Path] = ()) -> None:
     """Raise ValueError naming the group and listing its options for any unknown choice.
 
     Handles ``group=a``, multirun lists ``group=a,b`` and ``group=choice(a,b)``; leaves other sweep
     functions (``glob(...)``), ``null``, non-group keys (``model.width=8``) and Hydra's own groups
-    (``hydra/launcher=joblib``, whose options are partly Hydra's plugins) to Hydra.
+    (``hydra/launcher=joblib``, whose options are partly Hydra's plugins) to Hydra. ``extra_dirs``: the
+    user's config folders (``--config-dir``), whose options count too.
     """
+    extra_dirs = list(extra_dirs)
     for override in overrides:
         match = _OVERRIDE.match(override)
         if not match or match["prefix"] == "~":
             continue
         group, value = match["group"], match["value"]
         hydras = group.startswith("hydra/")  # Hydra's own groups: Hydra lists their options
-        if hydras or not (conf_dir / group).is_dir() or value in ("null", ""):
+        dirs = [d for d in (conf_dir, *extra_dirs) if (d / group).is_dir()]
+        if hydras or not dirs or value in ("null", ""):
             continue
         choices = _choices(value)
         if choices is None:
             continue
-        options = group_options(conf_dir, group)
+        options = sorted({option for d in dirs for option in group_options(d, group)})
         for choice in choices:
             if choice not in options:
                 raise ValueError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -101,24 +102,37 @@ def _variants(overrides: Sequence[str], multirun: bool) -> list[list[str]]:
     return [[c[min(k, len(c) - 1)] for c in columns] for k in range(width)]
 
 
-def check_overrides(config_name: str, overrides: Sequence[str], multirun: bool = False) -> None:
+def check_overrides(
+    config_name: str, overrides: Sequence[str], multirun: bool = False, config_dir: str | None = None
+) -> None:
     """Raise :class:`UserError` naming the override for any override Hydra would refuse.
 
     Args:
         config_name: the command's config (``train``, ``predict`` ...; see ``conf/``).
         overrides: the command line's overrides (``trainer.max_steps=10``, ``+new.key=1``, ``model=a,b``).
         multirun: the command line has ``-m``: every value of a swept override is checked.
+        config_dir: the user's config folder (``--config-dir``, e.g. holding ``model/mynet.yaml``),
+            searched as Hydra searches it.
     """
+    extra = [Path(config_dir).resolve()] if config_dir else []
+    if extra and not extra[0].is_dir():
+        raise UserError(f"--config-dir {config_dir}: no such folder")
     try:
-        check_group_choices(overrides, CONF_DIR)
+        check_group_choices(overrides, CONF_DIR, extra)
     except ValueError as err:
         raise UserError(str(err)) from None
     register_configs()
+    # Hydra searches conf/ and then the user's folder; the primary config is read from the folder holding
+    # it (a user's own primary config, --config-name, lives in theirs), the other one searched after it
+    primary, other = CONF_DIR, extra[0] if extra else None
+    if other is not None and (other / f"{config_name}.yaml").is_file():
+        primary, other = other, CONF_DIR
+    search = [f"hydra.searchpath=[file://{other}]"] if other is not None else []
     for variant in _variants(overrides, multirun):
         if GlobalHydra.instance().is_initialized():
             GlobalHydra.instance().clear()
         try:
-            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-                compose(config_name, overrides=variant, return_hydra_config=True)
+            with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
+                compose(config_name, overrides=[*search, *variant], return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as err:
             raise UserError(describe_error(err, _culprit(err, variant))) from None

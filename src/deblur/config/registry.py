@@ -59,7 +59,9 @@ class WeightsFormat:
 
 @dataclass(frozen=True)
 class Component:
-    """One declared network or loss (see the module docstring)."""
+    """One declared network or loss (see the module docstring). ``networks``, of a loss: the
+    ``model.name`` values it trains (it reads more than the network's output, e.g. MSFS-Net's encoder);
+    empty: any network, a ``_target_`` one included."""
 
     group: str
     name: str
@@ -68,6 +70,7 @@ class Component:
     rules: Rules | None = None
     architecture_keys: tuple[str, ...] = ()
     weights_formats: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
 
     def options(self) -> list[str]:
         """The config keys besides ``name``, in the schema's order."""
@@ -142,9 +145,12 @@ def register_model(
     return register(Component("model", name, config, builder, rules, architecture_keys, weights_formats))
 
 
-def register_loss(name: str, *, config: type, builder: str, rules: Rules | None = None) -> Component:
-    """Declare a loss (``loss.name=<name>``); see :class:`Component`."""
-    return register(Component("loss", name, config, builder, rules))
+def register_loss(
+    name: str, *, config: type, builder: str, rules: Rules | None = None, networks: tuple[str, ...] = ()
+) -> Component:
+    """Declare a loss (``loss.name=<name>``); ``networks``: the only networks it trains (empty: any); see
+    :class:`Component`."""
+    return register(Component("loss", name, config, builder, rules, networks=tuple(networks)))
 
 
 def unregister(group: str, name: str) -> None:

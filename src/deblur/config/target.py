@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from deblur.config.rules import is_int, is_number
 from deblur.errors import UserError
 
 TARGET = "_target_"
@@ -22,6 +23,15 @@ TARGET = "_target_"
 def is_target_config(cfg: Any) -> bool:
     """True for a model config that names its class by ``_target_`` (and has no preset ``name``)."""
     return isinstance(cfg, Mapping) and TARGET in cfg and cfg.get("name") is None
+
+
+def named_target_problem(cfg: Mapping[str, Any]) -> str:
+    """The line for a config with a ``_target_`` and a ``name`` that is no built-in network: the name makes
+    it a preset's config, so say that a ``_target_`` config has none."""
+    return (
+        f"model.name={cfg.get('name')!r}: a model config with _target_ ({cfg.get(TARGET)}) has no name; "
+        "remove model.name (a name picks a built-in network instead)"
+    )
 
 
 def model_label(cfg: Mapping[str, Any]) -> str:
@@ -79,4 +89,39 @@ def target_problems(cfg: Mapping[str, Any]) -> list[str]:
     ]  # fmt: skip
     required = [p.name for p in params if p.default is inspect.Parameter.empty and p.name in options]
     lines += [f"model.{key} is missing: {cfg[TARGET]} needs it" for key in required if key not in cfg]
+    by_name = {p.name: p for p in params}
+    for key, value in target_arguments(cfg).items():
+        kind = _scalar_kind(by_name[key]) if key in by_name else None
+        if kind is not None and not _fits(value, kind, by_name[key].default):
+            shown = repr(value) if isinstance(value, str) else value
+            lines.append(f"model.{key}={shown}: {_WORDS[kind]} ({cfg[TARGET]} takes {key}: {kind})")
     return lines
+
+
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
+_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _scalar_kind(param: inspect.Parameter) -> str | None:
+    """``int`` / ``float`` / ``bool`` / ``str`` when the argument's annotation (or, without one, its
+    default) says it is that scalar; None for anything else (lists, unions, classes): the call decides."""
+    annotation = param.annotation
+    if isinstance(annotation, str) and annotation.strip() in _KINDS:
+        return annotation.strip()
+    if annotation in _KINDS.values():
+        return annotation.__name__
+    default = param.default
+    if annotation is inspect.Parameter.empty and type(default) in _KINDS.values():
+        return type(default).__name__
+    return None
+
+
+def _fits(value: Any, kind: str, default: Any) -> bool:
+    """A config value is of the argument's scalar kind (an int is a float; null fits a None default)."""
+    if value is None:
+        return default is None
+    if kind == "int":
+        return is_int(value)
+    if kind == "float":
+        return is_number(value)
+    return isinstance(value, _KINDS[kind])

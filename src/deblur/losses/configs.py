@@ -101,7 +101,9 @@ fddn_loss_rules = _weights("lambda_perceptual")
 eps_rules = _weights(eps=True)
 fft_loss_rules = _weights("fft_weight")
 
-register_loss("msfs", config=MSFSLossConfig, builder="deblur.losses.msfs:MSFSLoss", rules=msfs_loss_rules)
+# CLM and consistency re-encode the output with MSFS-Net's own encoder: no other network has one
+register_loss("msfs", config=MSFSLossConfig, builder="deblur.losses.msfs:MSFSLoss", rules=msfs_loss_rules,
+              networks=("msfs",))  # fmt: skip
 register_loss("fddn", config=FDDNLossConfig, builder="deblur.losses.perceptual:FDDNLoss",
               rules=fddn_loss_rules)  # fmt: skip
 register_loss("psnr", config=PSNRLossConfig, builder="deblur.losses.psnr:PSNRLoss", rules=eps_rules)

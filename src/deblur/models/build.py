@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from deblur.config.registry import component, components
-from deblur.config.target import is_target_config
+from deblur.config.target import TARGET, is_target_config, named_target_problem
 
 
 def model_config(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -71,6 +71,8 @@ def build_model(name_or_cfg: str | Mapping[str, Any], **overrides: Any) -> nn.Mo
         return build_target(args)
     name = args.pop("name", None)
     network = component("model", name)
+    if network is None and isinstance(name_or_cfg, Mapping) and TARGET in name_or_cfg:  # dropped by its name
+        raise ValueError(named_target_problem({**name_or_cfg}))
     if network is None:
         options = sorted(components("model"))
         raise ValueError(f"model.name={name!r} is not a known network; options: {options}")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deblur.config.registry import register_model
-from deblur.config.rules import Problems
+from deblur.config.rules import Problems, is_int, is_number
+from deblur.models.channels import split_channels
 
 #: the latent blocks of FDDN's Table 5 rows (``model.variant``)
 LATENT_VARIANTS = ("full", "no_distillation", "no_fsb", "no_fdb")
@@ -41,6 +42,13 @@ def fddn_rules(model: Mapping[str, Any]) -> list[str]:
     problems.int_at_least(model, p, "rcab_reduction", 1)
     problems.number(model, p, "ratio", lambda v: 0 < v < 1, "a number strictly between 0 and 1")
     problems.choice(model, p, "variant", LATENT_VARIANTS)
+    width, ratio = model.get("width"), model.get("ratio")
+    if is_int(width) and width >= 2 and is_number(ratio) and 0 < ratio < 1:
+        high, low = split_channels(4 * width, ratio)  # every FSB splits the latent width, 4 * width
+        if high < 1 or low < 1:
+            latent = f"the latent width (4 x width={width} = {4 * width} channels)"
+            expected = f"a share leaving both FSB parts of {latent} at least 1 channel (gives {high} + {low})"
+            problems.add("model.ratio", ratio, expected)
     return problems.lines
 
 

@@ -44,7 +44,7 @@ from torch import nn
 from deblur.config.rules import refuse
 from deblur.models.fddn.config import fddn_rules
 from deblur.models.fddn.distillation import make_latent_block
-from deblur.models.fddn.fsb import LEAKY_SLOPE, fsb_channels
+from deblur.models.fddn.fsb import LEAKY_SLOPE
 from deblur.models.fddn.inception import InceptionDownsample
 from deblur.models.legacy_keys import register_upgrade, rename_keys
 from deblur.models.padding import crop_to, pad_to_multiple
@@ -119,12 +119,6 @@ class FDDN(nn.Module):
             "rcab_reduction": rcab_reduction,
         }))  # fmt: skip
         latent = 4 * width
-        try:
-            fsb_channels(latent, ratio)
-        except ValueError as error:
-            raise ValueError(
-                f"FDDN width={width} (latent width {latent}) cannot be split: {error}"
-            ) from error
 
         self.variant = variant
         self.conv_first = nn.Sequential(
