@@ -51,7 +51,7 @@ def test_with_config_dir_the_users_presets_pass_the_check(conf_extra):
 def test_help_lists_the_presets_of_the_config_dir_with_the_suites(conf_extra):
     from omegaconf import OmegaConf
 
-    from deblur.cli.help import group_lines
+    from deblur.config.choices import group_lines
 
     sources = [{"path": "/work/conf", "schema": "file", "provider": "main"},
                {"path": str(conf_extra), "schema": "file", "provider": "command-line"}]  # fmt: skip

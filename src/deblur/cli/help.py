@@ -13,13 +13,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from deblur.config.choices import component_lines, group_options
-from deblur.paths import CONF_DIR
+from deblur.config.choices import group_lines
 
 _ROLE = re.compile(r":\w+:`~?([^`]+)`")  # :func:`deblur.x` -> deblur.x
 
@@ -43,27 +41,6 @@ def required_keys(root: DictConfig) -> list[str]:
         elif OmegaConf.is_missing(root, key):
             keys.append(str(key))
     return sorted(keys)
-
-
-def _user_folders(root: DictConfig) -> list[Path]:
-    """The config folders given with ``--config-dir`` (their options are listed with ``conf/``'s)."""
-    sources = OmegaConf.select(root, "hydra.runtime.config_sources", default=None) or []
-    return [Path(str(s.path)) for s in sources if s.provider == "command-line" and s.schema == "file"]
-
-
-def group_lines(root: DictConfig) -> list[str]:
-    """``group: option, option ... (now: choice)`` for each config group of ``conf/`` the command
-    composes."""
-    choices = OmegaConf.select(root, "hydra.runtime.choices", default=None) or {}
-    folders = [CONF_DIR, *_user_folders(root)]
-    lines = []
-    for group in sorted(str(g) for g in choices):
-        dirs = [d for d in folders if (d / group).is_dir()]
-        if group == "hydra" or group.startswith("hydra/") or not dirs:
-            continue
-        options = ", ".join(sorted({option for d in dirs for option in group_options(d, group)}))
-        lines += [f"  {group}: {options}  (now: {choices[group] or 'none'})", *component_lines(group)]
-    return lines
 
 
 def command_help(task: str, *, _root_: Any) -> str:

@@ -16,9 +16,10 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from deblur.config.registry import GROUPS, components
+from deblur.paths import CONF_DIR
 
 _OVERRIDE = re.compile(r"^(?P<prefix>[+~]{0,2})(?P<group>[A-Za-z_][\w/]*)=(?P<value>.*)$")
 _CHOICE_SWEEP = re.compile(r"^choice\((?P<items>.*)\)$")
@@ -47,6 +48,27 @@ def component_lines(group: str) -> list[str]:
     if group not in GROUPS:
         return []
     return [f"    {group}.name: {', '.join(sorted(components(group)))}{_ALSO.get(group, '')}"]
+
+
+def _user_folders(root: DictConfig) -> list[Path]:
+    """The config folders given with ``--config-dir`` (their options are listed with ``conf/``'s)."""
+    sources = OmegaConf.select(root, "hydra.runtime.config_sources", default=None) or []
+    return [Path(str(s.path)) for s in sources if s.provider == "command-line" and s.schema == "file"]
+
+
+def group_lines(root: DictConfig) -> list[str]:
+    """``group: option, option ... (now: choice)`` for each config group of ``conf/`` the command
+    composes."""
+    choices = OmegaConf.select(root, "hydra.runtime.choices", default=None) or {}
+    folders = [CONF_DIR, *_user_folders(root)]
+    lines = []
+    for group in sorted(str(g) for g in choices):
+        dirs = [d for d in folders if (d / group).is_dir()]
+        if group == "hydra" or group.startswith("hydra/") or not dirs:
+            continue
+        options = ", ".join(sorted({option for d in dirs for option in group_options(d, group)}))
+        lines += [f"  {group}: {options}  (now: {choices[group] or 'none'})", *component_lines(group)]
+    return lines
 
 
 def _choices(value: str) -> list[str] | None:
