@@ -10,12 +10,10 @@ import json
 import urllib.error
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 import torchvision
-from skimage import data
 from torchmetrics.functional.image.lpips import learned_perceptual_image_patch_similarity
 
 from deblur.cli.eval import main as eval_command
@@ -25,6 +23,7 @@ from deblur.errors import UserError
 from deblur.metrics.lpips_score import LpipsScorer
 from deblur.metrics.scoring import score_folders
 from tests.integration.test_predict_eval import TINY_MODEL
+from tests.integration.test_score_basicsr import noisy_photo_folders
 from tests.tiny import save_tiny_checkpoint
 from tests.unit.test_datasets import make_gopro
 
@@ -74,17 +73,7 @@ def _torchmetrics_lpips(weights: Path, hub: Path, pred: np.ndarray, gt: np.ndarr
 
 
 def _folders(root: Path) -> tuple[Path, Path, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    photo = data.astronaut()
-    rng = np.random.default_rng(5)
-    pairs = {}
-    for i in range(2):
-        gt = photo[50 * i : 50 * i + 40, 100 : 100 + 48]
-        pred = np.clip(gt.astype(int) + rng.integers(-12, 13, gt.shape), 0, 255).astype(np.uint8)
-        for folder, img in (("gt", gt), ("pred", pred)):
-            (root / folder).mkdir(parents=True, exist_ok=True)
-            iio.imwrite(root / folder / f"{i}.png", img)
-        pairs[f"{i}.png"] = (pred, gt)
-    return root / "pred", root / "gt", pairs
+    return noisy_photo_folders(root, count=2, seed=5, noise=12, row_step=50, col=100)
 
 
 def _score(tmp_path: Path, pred_dir: Path, gt_dir: Path, *overrides: str):

@@ -22,14 +22,16 @@ from tests.tiny import save_tiny_checkpoint
 from tests.unit.test_datasets import make_hide
 
 
-def _folders(root):
-    """Three 40x48 crops of a photo as ground truth and noisy copies as predictions."""
+def noisy_photo_folders(root, count=3, seed=3, noise=9, row_step=40, col=60):
+    """``count`` 40x48 crops of a photo (rows ``row_step`` apart, from column ``col``) as ground truth in
+    ``root/gt`` and copies with uniform integer noise in [-noise, noise] as predictions in ``root/pred``;
+    returns both folders and ``{name: (pred, gt)}``."""
     photo = data.astronaut()
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     pairs = {}
-    for i in range(3):
-        gt = photo[40 * i : 40 * i + 40, 60 : 60 + 48]
-        pred = np.clip(gt.astype(int) + rng.integers(-9, 10, gt.shape), 0, 255).astype(np.uint8)
+    for i in range(count):
+        gt = photo[row_step * i : row_step * i + 40, col : col + 48]
+        pred = np.clip(gt.astype(int) + rng.integers(-noise, noise + 1, gt.shape), 0, 255).astype(np.uint8)
         for folder, img in (("gt", gt), ("pred", pred)):
             (root / folder).mkdir(parents=True, exist_ok=True)
             iio.imwrite(root / folder / f"{i}.png", img)
@@ -45,7 +47,7 @@ def _score_cfg(tmp_path, pred_dir, gt_dir, *overrides):
 
 
 def test_score_command_basicsr_records_its_settings(tmp_path, capsys):
-    pred_dir, gt_dir, pairs = _folders(tmp_path / "data")
+    pred_dir, gt_dir, pairs = noisy_photo_folders(tmp_path / "data")
     out, cfg = _score_cfg(
         tmp_path, pred_dir, gt_dir, "protocol=basicsr", "crop_border=4", "test_y_channel=true"
     )
@@ -80,7 +82,7 @@ def test_score_command_basicsr_records_its_settings(tmp_path, capsys):
     ],
 )
 def test_score_command_bad_basicsr_keys_exit_2(tmp_path, capsys, overrides, message):
-    pred_dir, gt_dir, _ = _folders(tmp_path / "data")
+    pred_dir, gt_dir, _ = noisy_photo_folders(tmp_path / "data")
     out, cfg = _score_cfg(tmp_path, pred_dir, gt_dir, *overrides)
     with pytest.raises(SystemExit) as exit_info:
         score_command(cfg)

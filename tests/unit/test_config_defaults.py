@@ -14,7 +14,8 @@ from deblur.config.data_schema import DATASET_SCHEMAS
 from deblur.paths import CONF_DIR
 
 
-def _defaults(cls: type) -> dict:
+def schema_defaults(cls: type) -> dict:
+    """A dataclass's field defaults (factories called), by field name."""
     out = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
@@ -27,7 +28,7 @@ def _defaults(cls: type) -> dict:
 @pytest.mark.parametrize("name", sorted(DATASET_SCHEMAS))
 def test_data_yaml_repeats_its_schema_defaults_exactly(name):
     node = yaml.safe_load((CONF_DIR / "data" / f"{name}.yaml").read_text())
-    schema = _defaults(DATASET_SCHEMAS[name])
+    schema = schema_defaults(DATASET_SCHEMAS[name])
     drift = {k: (v, schema[k]) for k, v in node.items() if k in schema and v != schema[k]}
     assert not drift, f"conf/data/{name}.yaml differs from its schema (yaml, schema): {drift}"
     unknown = set(node) - set(schema) - {"defaults"}

@@ -5,7 +5,6 @@ YAML documents it, the constructor runs without a config), so these tests are wh
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 
 import pytest
@@ -14,18 +13,9 @@ import yaml
 import deblur  # noqa: F401 - declares the built-in components
 from deblur.config import registry
 from deblur.paths import CONF_DIR
+from tests.unit.test_config_defaults import schema_defaults
 
 DECLARED = [(g, n) for g in registry.GROUPS for n in registry.components(g)]
-
-
-def _schema_defaults(cls: type) -> dict:
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
 
 
 def _same(a, b) -> bool:
@@ -35,7 +25,7 @@ def _same(a, b) -> bool:
 @pytest.mark.parametrize(("group", "name"), DECLARED)
 def test_the_schema_defaults_are_the_builders_defaults(group, name):
     entry = registry.component(group, name)
-    schema = _schema_defaults(entry.config)
+    schema = schema_defaults(entry.config)
     params = inspect.signature(entry.factory()).parameters
     built = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
     drift = {k: (schema[k], v) for k, v in built.items() if k in schema and not _same(schema[k], v)}
@@ -48,7 +38,7 @@ def test_the_yaml_named_like_the_component_repeats_its_schema_defaults(group, na
     if not path.exists():
         pytest.skip(f"no conf/{group}/{name}.yaml")
     node = yaml.safe_load(path.read_text())
-    schema = _schema_defaults(registry.component(group, name).config)
+    schema = schema_defaults(registry.component(group, name).config)
     node.pop("defaults", None)
     drift = {k: (v, schema.get(k)) for k, v in node.items() if not _same(v, schema.get(k))}
     assert not drift, f"conf/{group}/{name}.yaml differs from its schema (yaml, schema): {drift}"
