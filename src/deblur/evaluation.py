@@ -87,9 +87,6 @@ DEFAULT_PROTOCOLS = {
     "realblur_r": "realblur",
     "pairs": "gopro",
 }
-#: the prefix of a blurry-input job's name while it is scored (removed from its row afterwards)
-BASELINE_JOB = "(blurry input) "
-
 #: the sub-folder of ``<dataset>/`` holding the blurry-input baseline's scores (``blurry_baseline=true``)
 BASELINE_DIR = "blurry_input"
 
@@ -167,18 +164,15 @@ def evaluate_dataset(
             kinds.append("prediction")
             yield pair_name, pred, sharp
             if blurry_baseline:  # the same pair again, the (already read) blurry input as the prediction
-                kinds.append(BASELINE_LABEL)  # its own job name, so LPIPS values do not collide
-                yield BASELINE_JOB + pair_name, np.asarray(blurry), sharp
+                kinds.append(BASELINE_LABEL)
+                yield pair_name, np.asarray(blurry), sharp
 
-    lpips_values: dict[str, float] = {}
+    lpips_values: list[float | None] = []
     jobs = predictions() if lpips is None else with_lpips(predictions(), lpips, lpips_values)
     scored = score_rows(jobs, protocol, score_workers, **scoring)
     if lpips is not None:
         add_lpips(scored, lpips_values)
     rows = [row for row, kind in zip(scored, kinds, strict=True) if kind == "prediction"]
-    for row, kind in zip(scored, kinds, strict=True):
-        if kind == BASELINE_LABEL:
-            row["name"] = row["name"].removeprefix(BASELINE_JOB)
     rows.sort(key=lambda r: r["name"])
     summary = summarize(
         rows,

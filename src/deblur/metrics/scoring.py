@@ -286,21 +286,21 @@ def lpips_scorer(metrics: Mapping[str, Any] | None, device: Any = "cpu") -> Any:
 
 
 def with_lpips(
-    jobs: Iterable[tuple[str, ImageSource, ImageSource]], scorer: Any, values: dict[str, float]
+    jobs: Iterable[tuple[str, ImageSource, ImageSource]], scorer: Any, values: list[float | None]
 ) -> Iterator[tuple[str, ImageSource, ImageSource]]:
-    """Pass ``(name, pred, gt)`` jobs on unchanged, storing ``values[name]`` = the LPIPS of each pair (read
-    here when given as files). A pair of two sizes is left to the scorer, which fails naming both."""
+    """Pass ``(name, pred, gt)`` jobs on unchanged, appending to ``values`` the LPIPS of each pair in job
+    order (read here when given as files). A pair of two sizes gets None: the scorer fails naming both."""
     for name, pred, gt in jobs:
         pred_img, gt_img = _load(pred), _load(gt)
-        if pred_img.shape == gt_img.shape:
-            values[name] = scorer(pred_img, gt_img, what=name)
+        values.append(scorer(pred_img, gt_img, what=name) if pred_img.shape == gt_img.shape else None)
         yield name, pred, gt
 
 
-def add_lpips(rows: list[dict[str, Any]], values: Mapping[str, float]) -> None:
-    """Put each row's LPIPS (from :func:`with_lpips`) into the row as ``lpips``."""
-    for row in rows:
-        row["lpips"] = values[row["name"]]
+def add_lpips(rows: list[dict[str, Any]], values: list[float | None]) -> None:
+    """Put each row's LPIPS (from :func:`with_lpips`; :func:`score_rows` keeps the job order) into the row
+    as ``lpips``."""
+    for row, value in zip(rows, values, strict=True):
+        row["lpips"] = value
 
 
 # ------------------------------------------------------------------------------------------ many pairs
@@ -505,7 +505,7 @@ def score_folders(
         if done % step == 0 or done == total:
             log.info("scored %d/%d images", done, total)
 
-    lpips_values: dict[str, float] = {}
+    lpips_values: list[float | None] = []
     jobs = pairing.pairs if lpips is None else with_lpips(pairing.pairs, lpips, lpips_values)
     rows = score_rows(jobs, protocol, num_workers, progress, **settings)
     check_scores(rows, pred_root, gt_root)
