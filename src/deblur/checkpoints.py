@@ -27,11 +27,12 @@ file with a NaN or infinite value in any tensor is refused naming the first such
 from __future__ import annotations
 
 import logging
+import math
 import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -209,13 +210,44 @@ def load_state_strict(net: nn.Module, state: Mapping[str, Any], source: str, mod
     net.load_state_dict(state, strict=True)
 
 
-def load_model(
+class Loaded(NamedTuple):
+    """What :func:`load_checkpoint` returns."""
+
+    net: nn.Module
+    model_cfg: dict[str, Any]
+    #: :func:`weights_record` of the file: ``ema_weights``, ``ema_decay``
+    weights: dict[str, Any]
+
+
+def checkpoint_ema_decay(checkpoint: Mapping[str, Any]) -> float | None:
+    """The decay a checkpoint's averaged weights were made with (``ema.decay``, :mod:`deblur.lit.ema`);
+    None for a checkpoint without EMA state (NaN for an EMA checkpoint of Lightning's callback that did not
+    record it)."""
+    if "current_model_state" not in checkpoint:
+        return None
+    for state in (checkpoint.get("callbacks") or {}).values():
+        if isinstance(state, Mapping) and "latest_update_step" in state:
+            return float(state.get("decay", math.nan))
+    return math.nan
+
+
+def weights_record(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"ema_weights": bool, "ema_decay": float | None}`` for a results file: whether the checkpoint's
+    ``state_dict`` (what predict / eval read) holds EMA-averaged weights, and their decay (None when not
+    averaged or not recorded)."""
+    decay = checkpoint_ema_decay(checkpoint)
+    known = decay is not None and not math.isnan(decay)
+    return {"ema_weights": decay is not None, "ema_decay": decay if known else None}
+
+
+def load_checkpoint(
     path: str | os.PathLike,
     model: str | Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     key: str = "ckpt_path",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The network stored in ``path``, in eval mode on ``device``, and its model config.
+) -> Loaded:
+    """The network stored in ``path``, in eval mode on ``device``, its model config and what its weights are
+    (:func:`weights_record`: EMA-averaged or not), from one read of the file.
 
     Args:
         path: a ``deblur-train`` checkpoint or a plain state dict (see the module docstring).
@@ -226,7 +258,8 @@ def load_model(
         key: the config key ``path`` came from, for messages.
 
     Returns:
-        ``(net, model_cfg)``: the network in eval mode, and the model config it was built from.
+        :class:`Loaded` ``(net, model_cfg, weights)``: the network in eval mode, the model config it was
+        built from, and :func:`weights_record` of the file.
 
     Raises:
         FileNotFoundError, CheckpointError: see :func:`read_checkpoint`; the weights do not fit the network,
@@ -238,9 +271,9 @@ def load_model(
         >>> net = build_model("fddn_small")
         >>> path = tempfile.mkdtemp() + "/w.pth"
         >>> torch.save(net.state_dict(), path)
-        >>> loaded, cfg = load_model(path, model="fddn_small")
-        >>> cfg["name"], loaded.training
-        ('fddn', False)
+        >>> loaded = load_checkpoint(path, model="fddn_small")
+        >>> loaded.model_cfg["name"], loaded.net.training, loaded.weights["ema_weights"]
+        ('fddn', False, False)
     """
     from deblur.models.build import build_model, model_config
 
@@ -261,7 +294,30 @@ def load_model(
         cfg = {k: v for k, v in dict(cfg).items() if k != "_target_"}
     net = build_model(cfg)
     load_state_strict(net, state, source, cfg)
-    return net.eval().to(select_device(device)), cfg
+    return Loaded(net.eval().to(select_device(device)), cfg, weights_record(obj))
+
+
+def load_model(
+    path: str | os.PathLike,
+    model: str | Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    key: str = "ckpt_path",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """``(net, model_cfg)`` of :func:`load_checkpoint`: the network stored in ``path``, in eval mode on
+    ``device``, and its model config (the arguments and errors are :func:`load_checkpoint`'s).
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from deblur.models.build import build_model
+        >>> net = build_model("fddn_small")
+        >>> path = tempfile.mkdtemp() + "/w.pth"
+        >>> torch.save(net.state_dict(), path)
+        >>> loaded, cfg = load_model(path, model="fddn_small")
+        >>> cfg["name"], loaded.training
+        ('fddn', False)
+    """
+    net, cfg, _ = load_checkpoint(path, model, device, key)
+    return net, cfg
 
 
 #: the keys that name a network's class: a preset's ``name``, a user's ``_target_``

@@ -43,12 +43,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from deblur.checkpoints import load_model
+from deblur.checkpoints import load_checkpoint
 from deblur.config.inference_settings import InferenceSettings
 from deblur.data.on_disk import list_pairs, read_rgb, read_uint8
 from deblur.inference import prepare_network, restore
 from deblur.io import write_image
-from deblur.lit.ema_record import file_weights_record
 from deblur.metrics.lpips_score import check_lpips_config
 from deblur.metrics.not_predictions import BASELINE_KEY, BASELINE_LABEL
 from deblur.metrics.scoring import (
@@ -435,8 +434,7 @@ def evaluate(
     settings = eval_settings(settings)
     output_dir = Path(output_dir)
 
-    net, model_cfg = load_model(ckpt_path, model)
-    weights = file_weights_record(ckpt_path)  # ema_weights, ema_decay
+    net, model_cfg, weights = load_checkpoint(ckpt_path, model)  # weights: ema_weights, ema_decay
     net, options, device = prepare_network(net, settings, example=_first_image(datasets[0], roots,
                                                                               dataset_options, settings))
     log.info("inference options: %s", options.as_dict())

@@ -165,7 +165,7 @@ def settings_record(
     """What ``predict.json`` holds: ``checkpoint`` (absolute path), ``model``, ``device``, ``device_name``,
     ``torch``, ``inference`` (precision, channels_last, fold_batchnorm, compile), ``tile``, ``tile_overlap``,
     ``tlc``, ``self_ensemble``, ``ema_weights`` / ``ema_decay`` (whether the checkpoint holds the EMA of the
-    training weights, :func:`deblur.lit.ema_record.weights_record`), and ``written`` / ``kept`` / ``failed``
+    training weights, :func:`deblur.checkpoints.weights_record`), and ``written`` / ``kept`` / ``failed``
     (results relative to the output folder; failed inputs as given): a result kept from an earlier run was
     not made with these settings."""
     out_dir = Path(payload["output"])
@@ -237,10 +237,9 @@ def predict_images(
     Raises:
         PredictionIncomplete: with ``on_error="skip"``, after the run, when some inputs failed.
     """
-    from deblur.checkpoints import load_model
+    from deblur.checkpoints import load_checkpoint
     from deblur.config.inference_settings import InferenceSettings
     from deblur.inference import NonFiniteOutput, prepare_network, restore
-    from deblur.lit.ema_record import file_weights_record
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -253,8 +252,7 @@ def predict_images(
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), out_dir)
 
-    net, model_cfg = load_model(ckpt_path, model=model, device="cpu")
-    weights = file_weights_record(ckpt_path)  # ema_weights, ema_decay (deblur.lit.ema)
+    net, model_cfg, weights = load_checkpoint(ckpt_path, model=model, device="cpu")  # ema_weights, ema_decay
     net, options, device = prepare_network(net, settings, example=_example(plan, settings.tile))
     label = model_cfg.get("name") or model_cfg.get("_target_")
     log.info("network %s on %s; %d image(s)", label, device, len(plan))

@@ -112,10 +112,10 @@ def test_truncated_png_in_a_dataset_is_skipped_and_counted_at_setup(tmp_path, ca
 
 # ---------------------------------------------------------------- 10: an unwritable output fails first
 def _no_model_load(monkeypatch) -> None:
-    def load_model(*args, **kwargs):
+    def load_checkpoint(*args, **kwargs):
         raise AssertionError("the model was loaded before the output folder was checked")
 
-    monkeypatch.setattr("deblur.checkpoints.load_model", load_model)
+    monkeypatch.setattr("deblur.checkpoints.load_checkpoint", load_checkpoint)
 
 
 def test_output_that_cannot_be_created_fails_before_any_work(ckpt, tmp_path, monkeypatch):

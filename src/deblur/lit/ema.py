@@ -33,8 +33,8 @@ from typing import Any
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
+from deblur.checkpoints import checkpoint_ema_decay
 from deblur.errors import UserError
-from deblur.lit.ema_record import checkpoint_ema_decay
 
 log = logging.getLogger(__name__)
 
